@@ -1,0 +1,1 @@
+"""MeloFormer: multitrack MIDI generation with bar-summary sparse attention."""
