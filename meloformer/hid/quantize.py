@@ -23,12 +23,15 @@ from meloformer.hid.timeline import DEFAULT_USPQ, bar_lines, tempo_bin, to_grid,
 from meloformer.hid.vocab import DRUM_PROGRAM, Vocab
 
 DRUM_CHANNEL = 9
+MAX_TICK = 1 << 40  # far past max_bars at any tick rate; keeps packed (group, tick) keys in int64
 
 
 def quantize(raw: RawSong, vocab: Vocab, path: str = "<bytes>") -> Score:
     """Snap a parsed file to the HID grid. Raises EmptyMidi, UnsupportedMidi, MidiTooLarge."""
     if not raw.notes:
         raise EmptyMidi(path, "no notes")
+    if raw.end_tick >= MAX_TICK:
+        raise MidiTooLarge(path, f"tick {raw.end_tick} is past any song")
     cfg = vocab.config
     notes = np.array(raw.notes, dtype=np.int64)  # (N, 6): track, channel, pitch, on, off, vel
     on = to_grid(notes[:, 3], raw.tpq, cfg.resolution)
@@ -80,25 +83,28 @@ def _track_keys(raw: RawSong, notes: np.ndarray) -> tuple[np.ndarray, list[int]]
 
 def _note_programs(raw: RawSong, notes: np.ndarray) -> np.ndarray:
     """Program at each note's onset: its MIDI track's last change on the channel, else any's."""
-    prog = np.zeros(len(notes), dtype=np.int64)
     if not raw.programs:
-        return prog
+        return np.zeros(len(notes), dtype=np.int64)
     changes = np.array(raw.programs, dtype=np.int64)  # (M, 4): track, channel, tick, program
-    for own_track in (False, True):  # own-track changes win, so apply them last
-        for ch in np.unique(changes[:, 1]):
-            sel = changes[changes[:, 1] == ch]
-            groups = np.unique(sel[:, 0]) if own_track else [None]
-            for trk in groups:
-                ev = sel if trk is None else sel[sel[:, 0] == trk]
-                ev = ev[np.argsort(ev[:, 2], kind="stable")]
-                mask = notes[:, 1] == ch
-                if trk is not None:
-                    mask &= notes[:, 0] == trk
-                idx = np.searchsorted(ev[:, 2], notes[mask, 3], side="right") - 1
-                hit = idx >= 0
-                rows = np.flatnonzero(mask)[hit]
-                prog[rows] = ev[idx[hit], 3]
-    return prog
+    on = notes[:, 3]
+    own = _last_change(
+        changes[:, 0] * 16 + changes[:, 1], changes, notes[:, 0] * 16 + notes[:, 1], on
+    )
+    anywhere = _last_change(changes[:, 1], changes, notes[:, 1], on)
+    return np.where(own >= 0, own, np.maximum(anywhere, 0))
+
+
+def _last_change(group: np.ndarray, changes: np.ndarray, note_group: np.ndarray, on: np.ndarray):
+    """Program of the last change in the note's group at or before its onset (-1: none).
+
+    Keys are (group, tick) packed into one int64; ticks stay below 2**40 (MAX_TICK).
+    """
+    keys = group * MAX_TICK + changes[:, 2]
+    order = np.argsort(keys, kind="stable")  # stable: the later change wins at equal ticks
+    keys, programs = keys[order], changes[order, 3]
+    idx = np.searchsorted(keys, note_group * MAX_TICK + on, side="right") - 1
+    hit = (idx >= 0) & (keys[idx.clip(0)] // MAX_TICK == note_group)
+    return np.where(hit, programs[idx.clip(0)], -1)
 
 
 def _canonical_notes(track, bar, pos, pitch, dur, vel, on):
