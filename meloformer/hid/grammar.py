@@ -66,23 +66,17 @@ class GrammarState:
         if not 0 <= tok < len(self.fam):
             self._fail(f"id {tok}", "an id inside the vocabulary")
         fam, val = Family(int(self.fam[tok])), int(self.val[tok])
-        if not self._legal(tok, fam, val):
-            self._fail(self.vocab.tokens[tok], self._why(tok, fam, val))
+        if not self.allowed()[tok]:
+            why = ""
+            if fam in self.expected_families():
+                why = "value not allowed here (position past the bar, pitch not rising, repeat)"
+            self._fail(self.vocab.tokens[tok], why)
         self._apply(tok, fam, val)
         self.index += 1
         return (self.track, self.bar, int(fam), self.pos, self.program)
 
-    def _legal(self, tok: int, fam: Family, val: int) -> bool:
-        mask = self.allowed()
-        return bool(mask[tok])
-
     def _fail(self, got: str, detail: str) -> None:
         raise GrammarError(self.index, got, self.expected(), detail)
-
-    def _why(self, tok: int, fam: Family, val: int) -> str:
-        if fam in self.expected_families():
-            return "value out of range here (position past the bar, pitch not rising, repeat)"
-        return ""
 
     def expected(self) -> list[str]:
         return [f.name for f in self.expected_families()] or ["nothing (sequence ended)"]
