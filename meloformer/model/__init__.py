@@ -1,0 +1,16 @@
+"""The MeloFormer model: batch contract, config, layout and masks, attention, transformer."""
+
+from meloformer.model.attention import AttentionPlan
+from meloformer.model.batch import IGNORE, PAD_DOC, Batch
+from meloformer.model.config import MODEL_SIZES, ModelConfig
+from meloformer.model.transformer import MeloFormer
+
+__all__ = [
+    "IGNORE",
+    "MODEL_SIZES",
+    "PAD_DOC",
+    "AttentionPlan",
+    "Batch",
+    "MeloFormer",
+    "ModelConfig",
+]

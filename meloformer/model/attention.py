@@ -1,0 +1,134 @@
+"""Attention: the per-batch plan (mask + rotary tables, built once, shared by all layers) and
+its three executors.
+
+- flex: compiled FlexAttention + BlockMask over the bar-major execution order (GPU; CPU
+  forward only, since flex has no CPU backward).
+- sdpa: scaled_dot_product_attention with the dense boolean mask of the same mask_mod
+  (CPU training, and the oracle in the tests).
+- dense: plain causal SDPA over the regular tokens, no summaries (baseline).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+from meloformer.model.batch import Batch
+from meloformer.model.blocks import segment_block_mask, segment_dense_mask
+from meloformer.model.cells import find_cells
+from meloformer.model.config import ModelConfig
+from meloformer.model.layout import Layout, build_layout
+from meloformer.model.masks import mask_features, meloformer_mask
+from meloformer.model.rope import apply_rope
+
+# Compiled once per process; static shapes (length buckets) keep it to one graph per bucket.
+flex_compiled = torch.compile(flex_attention, dynamic=False)
+
+
+def resolve_executor(attention: str, device: torch.device) -> str:
+    """The executor for a config value: auto -> flex on CUDA, sdpa elsewhere."""
+    if attention != "auto":
+        return attention
+    return "flex" if torch.device(device).type == "cuda" else "sdpa"
+
+
+@torch.no_grad()
+def build_masks(
+    batch: Batch, cfg: ModelConfig, executor: str
+) -> tuple[Layout, BlockMask | None, torch.Tensor | None]:
+    """The layout and the executor's mask for one batch.
+
+    Args:
+        batch: the Batch.
+        cfg: the rules (offsets, window, options), block size and length bucket.
+        executor: "flex" (bar-major, bucketed, BlockMask), "sdpa" (HID order, dense bool
+            mask (B, 1, L, L)) or "dense" (HID order, regular tokens only, no mask).
+
+    Returns:
+        (layout, block_mask or None, dense mask or None).
+    """
+    cells = find_cells(batch, summarize_empty=cfg.summarize_empty)
+    if executor == "dense":
+        return build_layout(batch, cells), None, None
+    flex = executor == "flex"
+    multiple = math.lcm(cfg.block_size, cfg.length_bucket) if flex else 8
+    lay = build_layout(batch, cells, cfg.bar_major and flex, multiple, cfg.conductor_full)
+    mask_mod, features = meloformer_mask(lay, cfg), mask_features(lay, cfg)
+    if flex:
+        return lay, segment_block_mask(mask_mod, features, lay.clock, cfg.block_size), None
+    return lay, None, segment_dense_mask(mask_mod, features, lay.clock)
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """Everything the layers need for one batch, built once by MeloFormer.plan.
+
+    Attributes:
+        executor: "flex", "sdpa" or "dense".
+        layout: the Layout (execution order, summaries).
+        rope: cos/sin tables (B, 1, L, D/2) of the execution order (dense: L = T).
+        block_mask: flex only.
+        mask: sdpa only, (B, 1, L, L) bool.
+    """
+
+    executor: str
+    layout: Layout
+    rope: tuple[torch.Tensor, torch.Tensor]
+    block_mask: BlockMask | None = None
+    mask: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """Rows of the attention call: T (dense) or T + S."""
+        return self.rope[0].shape[2]
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: AttentionPlan) -> torch.Tensor:
+    """Attention of q (B, H, L, D) over k, v (B, KV, L, D) under the plan -> (B, H, L, D)."""
+    if plan.executor == "flex":
+        if q.device.type == "cpu" and torch.is_grad_enabled() and q.requires_grad:
+            raise RuntimeError("flex attention has no backward on CPU: use attention='sdpa'")
+        return flex_compiled(q, k, v, block_mask=plan.block_mask, enable_gqa=True)
+    if plan.executor == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=plan.mask, enable_gqa=True)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with GQA and rotary positions; no biases.
+
+    Split into project / attend / output so a KV cache can sit between them.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
+        kv_dim = cfg.n_kv_head * cfg.head_dim
+        self.wq = nn.Linear(cfg.n_embd, cfg.n_head * cfg.head_dim, bias=False)
+        self.wk = nn.Linear(cfg.n_embd, kv_dim, bias=False)
+        self.wv = nn.Linear(cfg.n_embd, kv_dim, bias=False)
+        self.wo = nn.Linear(cfg.n_head * cfg.head_dim, cfg.n_embd, bias=False)
+
+    def project(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, L, C) -> rotated q (B, H, L, D), rotated k and v (B, KV, L, D)."""
+        B, L, _ = x.shape
+        q = self.wq(x).view(B, L, self.n_head, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(B, L, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(B, L, self.n_kv_head, self.head_dim).transpose(1, 2)
+        return apply_rope(q, *rope), apply_rope(k, *rope), v
+
+    def output(self, y: torch.Tensor) -> torch.Tensor:
+        """y (B, H, L, D) -> (B, L, C)."""
+        B, _, L, _ = y.shape
+        return self.wo(y.transpose(1, 2).reshape(B, L, -1))
+
+    def forward(self, x: torch.Tensor, plan: AttentionPlan) -> torch.Tensor:
+        q, k, v = self.project(x, plan.rope)
+        return self.output(attend(q, k, v, plan))

@@ -1,0 +1,104 @@
+"""Cells: the (document, track, bar) groups of a Batch's tokens, found per row on device.
+
+A cell is the run of tokens of one (document, track, bar) in HID order. The header tokens of
+a document (BOS and the track-opening DRUMS/PROGRAM tokens) belong to no cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from meloformer.hid.vocab import BOS, Family
+from meloformer.model.batch import Batch
+
+# Folding the document into track and bar ids lets the rules compare them without a separate
+# same-document test: bars of different documents are >= 2 * MAX_BARS apart.
+MAX_BARS, MAX_TRACKS = 8192, 256
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The cells of a batch: attributes (B, C) int64 and the token -> cell map.
+
+    Attributes:
+        doc, track, bar, program: of each cell (-1 where `valid` is False).
+        first, last: HID positions of the cell's first and last token.
+        valid: real cells (rows have different numbers of cells).
+        summarised: cells that get a summary slot (not empty bars unless asked for).
+        token_cell: cell of each regular token (B, T); -1 header, -2 padding.
+        header: header tokens (B, T) bool.
+    """
+
+    doc: torch.Tensor
+    track: torch.Tensor
+    bar: torch.Tensor
+    program: torch.Tensor
+    first: torch.Tensor
+    last: torch.Tensor
+    valid: torch.Tensor
+    summarised: torch.Tensor
+    token_cell: torch.Tensor
+    header: torch.Tensor
+
+    @property
+    def n_cells(self) -> int:
+        return self.doc.shape[1]
+
+
+def find_cells(batch: Batch, summarize_empty: bool = False) -> Cells:
+    """Group each row's tokens into (document, track, bar) cells.
+
+    Args:
+        batch: the Batch (HID order within each document).
+        summarize_empty: give a summary slot to one-token cells too (an empty bar is only
+            its BAR token); by default they get none, which saves keys in sparse tracks.
+
+    Returns:
+        The Cells, on the batch's device.
+    """
+    B, T = batch.shape
+    real = batch.doc >= 0
+    header = real & ((batch.ids == BOS) | (batch.type == int(Family.TRACK)))
+    body = real & ~header
+    idx = torch.arange(T, device=batch.device).expand(B, T)
+    # A cell starts where (doc, track, bar) differs from the previous *body* token: the
+    # header token between two tracks neither breaks nor starts a cell.
+    key = (batch.doc * MAX_TRACKS + batch.track) * MAX_BARS + batch.bar
+    last_body = torch.where(body, idx, -1).cummax(dim=1).values
+    prev = torch.cat([idx.new_full((B, 1), -1), last_body[:, :-1]], dim=1)
+    start = body & ((prev < 0) | (key.gather(1, prev.clamp(min=0)) != key))
+    cell = start.long().cumsum(1) - 1
+    n_cells = max(int(start.sum(1).max()), 1)
+    attrs = _cell_attributes(batch, cell, body, n_cells)
+    size = attrs["last"] - attrs["first"] + 1
+    return Cells(
+        **attrs,
+        summarised=attrs["valid"] & (summarize_empty | (size > 1)),
+        token_cell=torch.where(body, cell, torch.where(header, -1, -2)),
+        header=header,
+    )
+
+
+def _cell_attributes(
+    batch: Batch, cell: torch.Tensor, body: torch.Tensor, n_cells: int
+) -> dict[str, torch.Tensor]:
+    """doc/track/bar/program/first/last/valid of each cell, by scatter over body tokens."""
+    B, T = batch.shape
+    target = torch.where(body, cell, n_cells)  # non-body tokens land in a spare column
+    idx = torch.arange(T, device=batch.device).expand(B, T)
+    out = {}
+    for name, value in (
+        ("doc", batch.doc),
+        ("track", batch.track),
+        ("bar", batch.bar),
+        ("program", batch.program),
+        ("last", idx),
+    ):
+        column = value.new_full((B, n_cells + 1), -1)
+        out[name] = column.scatter_reduce(1, target, value, "amax")[:, :n_cells]
+    first = idx.new_full((B, n_cells + 1), T).scatter_reduce(1, target, idx, "amin")
+    out["first"] = first[:, :n_cells]
+    out["valid"] = out["last"] >= 0
+    return out

@@ -1,0 +1,115 @@
+"""ModelConfig: the model's shape and its attention rules, as one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+
+ATTENTION_KINDS = ("auto", "flex", "sdpa", "dense")
+
+# Named sizes (layers / width / heads / kv heads); head_dim is 64 in all of them.
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "small": dict(n_layer=6, n_embd=256, n_head=4, n_kv_head=2),
+    "base": dict(n_layer=12, n_embd=512, n_head=8, n_kv_head=4),
+    "large": dict(n_layer=16, n_embd=768, n_head=12, n_kv_head=4),
+    "xlarge": dict(n_layer=24, n_embd=1024, n_head=16, n_kv_head=4),
+}
+
+
+@lru_cache(maxsize=1)
+def default_vocab_size() -> int:
+    """Size of the default HID vocabulary, len(Vocab(HIDConfig()))."""
+    from meloformer.hid import HIDConfig, Vocab
+
+    return len(Vocab(HIDConfig()))
+
+
+def _find_multiple(n: int, k: int) -> int:
+    return n if n % k == 0 else n + k - n % k
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every knob of MeloFormer. Derived fields are filled in `__post_init__`."""
+
+    n_layer: int = 6
+    n_embd: int = 256
+    n_head: int = 4
+    n_kv_head: int = 2
+    """Key/value heads (GQA); must divide n_head."""
+    vocab_size: int = field(default_factory=default_vocab_size)
+    intermediate_size: int = 0
+    """SwiGLU hidden width; 0 = LLaMA's rule, 8/3 * n_embd rounded up to a multiple of 256."""
+    n_programs: int = 130
+    """Program embedding rows: 0..127 melodic, 128 drums, 129 BOS/conductor."""
+    max_tracks: int = 65
+    """Track-index embedding rows: conductor (0) + HIDConfig.max_tracks instrument tracks."""
+    rope_base: float = 10000.0
+    rope_split: tuple[int, int, int] = (1, 1, 2)
+    """Share of head_dim rotated by (bar, onset position, index in the (track, bar) cell)."""
+    norm_eps: float = 1e-5
+    dropout: float = 0.0
+    init_std: float = 0.02
+    fine_offsets: tuple[int, ...] = (1, 2, 4, 8, 12, 16, 24, 32)
+    """Own-track bars seen note by note, as offsets back from the query's bar (Museformer)."""
+    cross_window: int = 1
+    """Bars b-w..b+w of tracks already written are seen note by note."""
+    conductor_full: bool = False
+    """RR option: instrument tokens see the whole conductor track note by note (not only bars
+    b-w..b+w); bar-major order then puts the conductor with the header."""
+    summary_track_history: bool = False
+    """SS option: a summary also reads the earlier summaries of its own track."""
+    summarize_empty: bool = False
+    """Give empty bars (a lone BAR token) a summary too; off: they carry nothing and cost keys."""
+    type_rule: bool = False
+    """The seed's token-type rule on cross-cell RR pairs (off: it removes no blocks)."""
+    attention: str = "auto"
+    """Executor: flex (compiled FlexAttention), sdpa (dense boolean mask), dense (plain causal
+    baseline, no summaries), auto (flex on CUDA, sdpa on CPU where flex has no backward)."""
+    block_size: int = 128
+    """FlexAttention block size (queries and keys)."""
+    bar_major: bool = True
+    """Run flex on tokens gathered into bar-major order (about halves the non-empty blocks)."""
+    length_bucket: int = 512
+    """Regular + summary length is padded to a multiple of this (one compile per bucket)."""
+    head_dim: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(f"ModelConfig.attention: {self.attention!r} not in {ATTENTION_KINDS}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"ModelConfig: n_embd {self.n_embd} not divisible by n_head")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"ModelConfig: n_head {self.n_head} not divisible by n_kv_head")
+        head_dim = self.n_embd // self.n_head
+        if head_dim % (2 * sum(self.rope_split)):
+            raise ValueError(f"ModelConfig.rope_split {self.rope_split} does not fit head_dim")
+        if any(o < 1 for o in self.fine_offsets) or self.cross_window < 0:
+            raise ValueError("ModelConfig: fine_offsets must be >= 1 and cross_window >= 0")
+        object.__setattr__(self, "head_dim", head_dim)
+        if self.intermediate_size == 0:
+            object.__setattr__(
+                self, "intermediate_size", _find_multiple(8 * self.n_embd // 3, 256)
+            )
+        object.__setattr__(self, "fine_offsets", tuple(sorted(set(self.fine_offsets))))
+
+    @classmethod
+    def from_name(cls, name: str, **overrides) -> ModelConfig:
+        """A named size (MODEL_SIZES) with field overrides.
+
+        Raises:
+            ValueError: unknown size name or unknown field.
+        """
+        if name not in MODEL_SIZES:
+            raise ValueError(f"unknown model size {name!r}; known: {sorted(MODEL_SIZES)}")
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"ModelConfig: unknown fields {sorted(unknown)}")
+        return cls(**{**MODEL_SIZES[name], **overrides})
+
+    def replace(self, **changes) -> ModelConfig:
+        """A copy with some fields changed (derived fields recomputed)."""
+        keep = 0 if "n_embd" in changes else self.intermediate_size
+        changes.setdefault("intermediate_size", keep)
+        return replace(self, **changes)
