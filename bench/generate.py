@@ -1,0 +1,131 @@
+"""Decoding speed of the small model: KV cache vs full re-forward, at 1k and 2k context.
+
+    python bench/generate.py [--json OUT] [--device cpu|cuda] [--batch 1] [--steps 64]
+
+Each row: prefill a real multitrack song's first C tokens, then decode the next tokens of the
+same song one at a time (teacher forcing: the model work of generation, without the sampling
+choices) with the cache, and the same steps by re-running the whole model (the old way, and
+Museformer's). Both paths run in this process on the same weights; the table prints them side
+by side with the speedup. A last row times end-to-end constrained sampling from scratch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Python put bench/ first on sys.path; move it last so a bench script's name (tokenize.py)
+# cannot shadow a standard-library module.
+sys.path.append(sys.path.pop(0))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from common import write_json  # noqa: E402
+
+from meloformer.generate import (  # noqa: E402
+    Conditions,
+    Request,
+    SamplingConfig,
+    from_scratch,
+    generate,
+)
+from meloformer.generate.generate import Cached, FullForward  # noqa: E402
+from meloformer.hid import HIDConfig  # noqa: E402
+from meloformer.hid.encode import encode_file, vocab_for  # noqa: E402
+from meloformer.model import MeloFormer, ModelConfig  # noqa: E402
+
+SONG = Path(__file__).resolve().parents[1] / "tests/fixtures/miditok_multitrack_drums.mid"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed_steps(source, ids: np.ndarray, meta: np.ndarray, context: int, steps: int,
+                device: torch.device, warmup: int = 2) -> float:
+    """Tokens/s of `steps` one-token steps after a `context`-token prefill and `warmup`
+    untimed steps (compilation, allocator)."""
+    source.prefill(ids[:, :context], meta[:, :context])
+    for i in range(context, context + warmup):
+        source.decode_one_token(ids[:, i : i + 1], meta[:, i : i + 1])
+    sync(device)
+    t0 = time.perf_counter()
+    for i in range(context + warmup, context + warmup + steps):
+        source.decode_one_token(ids[:, i : i + 1], meta[:, i : i + 1])
+    sync(device)
+    return steps * ids.shape[0] / (time.perf_counter() - t0)
+
+
+def end_to_end(model: MeloFormer, batch: int, device: torch.device, compile: bool) -> float:
+    """Tokens/s of constrained sampling from scratch (grammar + sampling + cache)."""
+    vocab = vocab_for(HIDConfig())
+    req = Request(from_scratch(vocab, [128, 33, 0, 73]), Conditions(n_bars=16, max_tokens=1024),
+                  SamplingConfig(top_p=0.95, seed=0), n_samples=batch)
+    sync(device)
+    t0 = time.perf_counter()
+    songs = generate(model, vocab, req, compile=compile)
+    sync(device)
+    return sum(len(s.ids) for s in songs) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=64)
+    ap.add_argument("--full-steps", type=int, default=4, help="full re-forward steps timed")
+    ap.add_argument("--contexts", default="1024,2048")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--compile", action="store_true", help="compiled decode step (GPU)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = MeloFormer(ModelConfig.from_name("small")).to(device, getattr(torch, args.dtype))
+    model.eval()
+    song = encode_file(SONG)
+    meta = np.stack([song.track, song.bar, song.type, song.pos, song.program], -1)
+    ids = np.repeat(song.ids[None].astype(np.int64), args.batch, 0)
+    meta = np.repeat(meta[None].astype(np.int64), args.batch, 0)
+    rows = []
+    for context in (int(c) for c in args.contexts.split(",")):
+        length = context + args.steps + 3
+        cached = Cached(model, args.batch, length, length // 2 + 1, compile=args.compile)
+        fast = timed_steps(cached, ids, meta, context, args.steps, device)
+        slow = timed_steps(FullForward(model, "sdpa"), ids, meta, context, args.full_steps,
+                           device, warmup=1)
+        rows.append({"context": context, "cached_tok_s": fast, "full_tok_s": slow,
+                     "speedup": fast / slow})
+    e2e = end_to_end(model, args.batch, device, args.compile)
+    report = {"model": "small", "device": str(device), "dtype": args.dtype,
+              "compile": args.compile,
+              "batch": args.batch, "threads": torch.get_num_threads(), "rows": rows,
+              "end_to_end_tok_s": e2e}
+    print(f"small, {device} ({args.dtype}), batch {args.batch}, compile {args.compile}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'context':>8} {'cached tok/s':>13} {'full tok/s':>11} {'speedup':>8}")
+    for r in rows:
+        print(f"{r['context']:>8} {r['cached_tok_s']:>13.1f} {r['full_tok_s']:>11.2f} "
+              f"{r['speedup']:>7.1f}x")
+    print(f"end-to-end constrained sampling from scratch: {e2e:.1f} tok/s")
+    if args.json:
+        write_json(args.json, {**report, "summary": summary(report)})
+
+
+def summary(report: dict) -> list[dict]:
+    """The rows bench/gpu.sh tabulates: cached ("sparse") vs full re-forward ("baseline")."""
+    case = f"small b{report['batch']}{' compiled' if report['compile'] else ''}"
+    return [{"bench": "generate", "case": f"{case} ctx {r['context']}",
+             "sparse": r["cached_tok_s"], "baseline": r["full_tok_s"], "unit": "tok/s",
+             "speedup": r["speedup"]} for r in report["rows"]]
+
+
+if __name__ == "__main__":
+    main()

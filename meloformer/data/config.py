@@ -1,0 +1,91 @@
+"""Frozen configs of the data stages (discover, preprocess, validate), one per params section."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from meloformer.hid.config import HIDConfig
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DiscoverConfig:
+    """Which files count as MIDI, and how songs are assigned to splits."""
+
+    extensions: tuple[str, ...] = (".mid", ".midi", ".kar")
+    """File name endings taken as MIDI, compared case-insensitively."""
+    val_fraction: float = 0.05
+    """Share of unique songs in the validation split (assigned from the content hash)."""
+    test_fraction: float = 0.05
+    """Share of unique songs in the test split."""
+    follow_symlinks: bool = True
+    """Walk into symlinked directories (each real directory is walked once, so loops end)."""
+    workers: int = 4
+    """Threads that read and hash files (I/O bound; hashlib releases the GIL)."""
+
+    def __post_init__(self) -> None:
+        exts = tuple(e.lower() for e in self.extensions)
+        if not exts or any(not e.startswith(".") for e in exts):
+            raise ValueError(f"extensions must be non-empty and start with '.', got {exts}")
+        object.__setattr__(self, "extensions", exts)
+        for name in ("val_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must leave room for train")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    @property
+    def split_fractions(self) -> dict[str, float]:
+        """Expected share of each split, in SPLITS order."""
+        val, test = self.val_fraction, self.test_fraction
+        return {"train": 1.0 - val - test, "val": val, "test": test}
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How the manifest becomes token shards."""
+
+    hid: HIDConfig = field(default_factory=HIDConfig)
+    """The codec's grid and vocabulary."""
+    workers: int = 2
+    """Worker processes; each encodes and writes whole shards."""
+    shard_size: int = 10_000
+    """Manifest rows per shard (the unit of parallelism, resumption and rebuilding)."""
+    timeout_s: float = 60.0
+    """Per-file time limit: a file still encoding after it is rejected as "timeout"."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+
+    def content_hash(self) -> str:
+        """Hash of every field that can change a shard's bytes (`workers` cannot)."""
+        blob = json.dumps(
+            [self.hid.config_hash(), self.shard_size, self.timeout_s], sort_keys=True
+        ).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """Thresholds of the shard validation suite."""
+
+    max_reject_rate: float = 0.05
+    """Largest tolerated share of discovered files that preprocessing rejected."""
+    split_tolerance: float = 0.02
+    """Allowed |observed - expected| split share, on top of binomial noise (see validate.py)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_reject_rate <= 1.0:
+            raise ValueError(f"max_reject_rate must be in [0, 1], got {self.max_reject_rate}")
+        if self.split_tolerance < 0:
+            raise ValueError(f"split_tolerance must be >= 0, got {self.split_tolerance}")

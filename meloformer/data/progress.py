@@ -1,0 +1,60 @@
+"""A dependency-free progress line: done/total, files/s and ETA, on stderr.
+
+On a terminal the line is redrawn in place (at most 5 times a second); in a log (DVC, CI) a
+plain line is printed every LOG_EVERY_S seconds so logs stay short.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+LOG_EVERY_S = 10.0
+
+
+class Progress:
+    """Reports progress of `total` items.
+
+    Args:
+        total: items expected.
+        label: prefix of the line.
+        stream: where to write (stderr by default); None writes nothing.
+    """
+
+    def __init__(self, total: int, label: str, stream: TextIO | None = sys.stderr) -> None:
+        self.total, self.label, self.stream = total, label, stream
+        self.start = self.last = time.monotonic()
+        self.tty = bool(stream is not None and stream.isatty())
+        self.every = 0.2 if self.tty else LOG_EVERY_S
+        self.done = 0
+
+    def __call__(self, done: int) -> None:
+        """Record that `done` items are finished; redraw if it is time."""
+        self.done = done
+        now = time.monotonic()
+        if self.stream is not None and now - self.last >= self.every:
+            self.last = now
+            self._write(self._line(now), final=False)
+
+    def close(self) -> None:
+        """Draw the final state and end the line."""
+        if self.stream is not None and self.tty:
+            self._write(self._line(time.monotonic()), final=True)
+
+    def _line(self, now: float) -> str:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        return (
+            f"{self.label}: {self.done}/{self.total} files ({pct:5.1f}%) "
+            f"{rate:7.1f} files/s  elapsed {elapsed:6.1f} s  eta {eta:6.1f} s"
+        )
+
+    def _write(self, line: str, final: bool) -> None:
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()

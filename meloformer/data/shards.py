@@ -1,0 +1,240 @@
+"""Shard files: the on-disk layout of preprocessed songs (the one module that knows it).
+
+    <out>/shards/shard-00000.parquet          one row per encoded song, in manifest order
+    <out>/shards/shard-00000.rejects.parquet  one row per rejected file: path, hash, error, message
+
+Both files carry the same ShardKey in their parquet metadata. The rejects file is written
+first and the songs file last (each atomically), so a shard is complete exactly when both exist
+with the expected key; anything else is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from meloformer.data.atomic import atomic_path, temp_files, temp_path
+from meloformer.hid.config import HIDConfig
+from meloformer.hid.encoding import META_FIELDS, Encoding
+from meloformer.hid.vocab import GLOBAL_PROGRAM, Vocab
+
+SHARD_DIR = "shards"
+FORMAT = "meloformer-shard-1"
+LIST_FIELDS = ("ids", *META_FIELDS)
+ROW_GROUP_SONGS = 256  # songs per parquet row group: the unit a training reader fetches
+_KEY = b"meloformer"
+
+REJECT_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("hash", pa.string()),
+        ("error", pa.string()),
+        ("message", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ShardKey:
+    """Everything a shard's bytes depend on; a shard whose stored key differs is rebuilt.
+
+    Attributes:
+        shard: shard index (rows shard*shard_size … of the manifest).
+        config_hash: PreprocessConfig.content_hash().
+        codec_hash: fingerprint of the codec's source (meloformer/hid).
+        vocab_hash: Vocab.hash of the HID config.
+        inputs_hash: hash of the shard's manifest rows (path, hash, split).
+    """
+
+    shard: int
+    config_hash: str
+    codec_hash: str
+    vocab_hash: str
+    inputs_hash: str
+
+    def metadata(self) -> dict[bytes, bytes]:
+        """The key as parquet key-value metadata."""
+        return {_KEY: json.dumps({"format": FORMAT, **asdict(self)}, sort_keys=True).encode()}
+
+
+def inputs_hash(rows: Sequence[tuple[str, str, str]]) -> str:
+    """Hash of a shard's (path, hash, split) rows, in order."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update("\0".join(row).encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def shard_name(shard: int) -> str:
+    """Stem shared by a shard's files: shard-00042."""
+    return f"shard-{shard:05d}"
+
+
+def songs_file(shard_dir: Path, shard: int) -> Path:
+    return Path(shard_dir) / f"{shard_name(shard)}.parquet"
+
+
+def rejects_file(shard_dir: Path, shard: int) -> Path:
+    return Path(shard_dir) / f"{shard_name(shard)}.rejects.parquet"
+
+
+def shard_of(path: Path) -> int:
+    """Shard index from a shard file name (songs or rejects)."""
+    return int(Path(path).name.split(".")[0].split("-")[1])
+
+
+def narrow_uint(max_value: int) -> pa.DataType:
+    """The narrowest unsigned integer type holding 0..max_value."""
+    for dtype in (pa.uint8(), pa.uint16(), pa.uint32()):
+        if max_value <= np.iinfo(dtype.to_pandas_dtype()).max:
+            return dtype
+    return pa.uint64()
+
+
+def list_dtypes(hid: HIDConfig) -> dict[str, pa.DataType]:
+    """Element type of each list column, from the bounds the HID config puts on its values."""
+    return {
+        "ids": narrow_uint(len(Vocab(hid)) - 1),
+        "track": narrow_uint(hid.max_tracks),  # 0 = conductor, 1..max_tracks instruments
+        "bar": narrow_uint(hid.max_bars - 1),
+        "type": pa.uint8(),
+        "pos": narrow_uint(hid.max_positions - 1),
+        "program": narrow_uint(GLOBAL_PROGRAM),
+    }
+
+
+def song_schema(hid: HIDConfig) -> pa.Schema:
+    """Columns of a songs file: identity, the token and metadata lists, per-song counts."""
+    lists = [(name, pa.list_(dtype)) for name, dtype in list_dtypes(hid).items()]
+    counts = [
+        ("n_tokens", pa.int32()),
+        ("n_bars", pa.int32()),
+        ("n_tracks", pa.int16()),
+        ("n_notes", pa.int32()),
+    ]
+    ident = [("path", pa.string()), ("hash", pa.string()), ("split", pa.string())]
+    return pa.schema(ident + lists + counts)
+
+
+def read_key(path: Path) -> ShardKey | None:
+    """The ShardKey stored in a shard file, or None if the file is missing or not a shard."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        fields = json.loads(meta[_KEY])
+    except (OSError, KeyError, ValueError, pa.ArrowException):
+        return None
+    if fields.pop("format", None) != FORMAT:
+        return None
+    return ShardKey(**fields)
+
+
+def is_complete(shard_dir: Path, key: ShardKey) -> bool:
+    """True when both files of shard `key.shard` exist and were built for exactly `key`."""
+    songs, rejects = songs_file(shard_dir, key.shard), rejects_file(shard_dir, key.shard)
+    return read_key(rejects) == key and read_key(songs) == key
+
+
+def sweep_temp(shard_dir: Path, shard: int | None = None) -> list[Path]:
+    """Delete temp files left by killed writers (of one shard, or of all); return them."""
+    shards = [shard] if shard is not None else sorted({shard_of(p) for p in _all_temp(shard_dir)})
+    gone = []
+    for k in shards:
+        for target in (songs_file(shard_dir, k), rejects_file(shard_dir, k)):
+            for tmp in temp_files(target):
+                tmp.unlink(missing_ok=True)
+                gone.append(tmp)
+    return gone
+
+
+def _all_temp(shard_dir: Path) -> list[Path]:
+    return sorted(Path(shard_dir).glob("shard-*.tmp"))
+
+
+def write_rejects(shard_dir: Path, key: ShardKey, rows: Sequence[tuple[str, ...]]) -> None:
+    """Atomically write a shard's rejects file: rows of (path, hash, error, message)."""
+    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in REJECT_SCHEMA]
+    table = pa.Table.from_arrays([pa.array(c, pa.string()) for c in cols], schema=REJECT_SCHEMA)
+    with atomic_path(rejects_file(shard_dir, key.shard)) as tmp:
+        pq.write_table(table.replace_schema_metadata(key.metadata()), tmp, compression="zstd")
+
+
+class SongWriter:
+    """Streams a shard's songs into a temp parquet file; `commit()` makes it the shard.
+
+    Memory stays bounded by ROW_GROUP_SONGS songs whatever the shard size.
+
+    Args:
+        shard_dir: the shards directory.
+        key: stored in the file's metadata.
+        hid: gives the narrow list element types.
+    """
+
+    def __init__(self, shard_dir: Path, key: ShardKey, hid: HIDConfig) -> None:
+        self.target = songs_file(shard_dir, key.shard)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temp_path(self.target)
+        self.schema = song_schema(hid).with_metadata(key.metadata())
+        self.dtypes = {k: v.to_pandas_dtype() for k, v in list_dtypes(hid).items()}
+        self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self.rows: list[tuple[str, str, str, Encoding]] = []
+
+    def add(self, path: str, digest: str, split: str, enc: Encoding) -> None:
+        """Queue one song.
+
+        Raises:
+            ValueError: a metadata value does not fit its column type (a codec bug), or an
+                array's length differs from the token count.
+        """
+        for name in LIST_FIELDS:
+            arr = getattr(enc, name)
+            if len(arr) != len(enc.ids):
+                raise ValueError(f"{name} has {len(arr)} values for {len(enc.ids)} tokens")
+            info = np.iinfo(self.dtypes[name])
+            if len(arr) and (arr.min() < info.min or arr.max() > info.max):
+                raise ValueError(f"{name} values {arr.min()}..{arr.max()} do not fit {info.dtype}")
+        self.rows.append((path, digest, split, enc))
+        if len(self.rows) >= ROW_GROUP_SONGS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows:
+            return
+        paths, digests, splits, encs = zip(*self.rows, strict=True)
+        cols = {"path": pa.array(paths), "hash": pa.array(digests), "split": pa.array(splits)}
+        for name, dtype in self.dtypes.items():
+            cols[name] = _list_array([getattr(e, name) for e in encs], dtype)
+        cols["n_tokens"] = pa.array([len(e.ids) for e in encs], pa.int32())
+        cols["n_bars"] = pa.array([e.n_bars for e in encs], pa.int32())
+        cols["n_tracks"] = pa.array([e.n_tracks for e in encs], pa.int16())
+        cols["n_notes"] = pa.array([e.n_notes for e in encs], pa.int32())
+        self.writer.write_batch(pa.record_batch(cols, schema=self.schema))
+        self.rows = []
+
+    def commit(self) -> None:
+        """Write the last row group, close, fsync and rename onto the shard's file."""
+        self._flush()
+        self.writer.close()
+        with open(self.tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.target)
+
+    def abort(self) -> None:
+        """Close and delete the temp file (the shard stays as it was)."""
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _list_array(arrays: Sequence[np.ndarray], dtype: np.dtype) -> pa.ListArray:
+    """One list<dtype> column from per-song arrays (one concatenate, no per-element Python)."""
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    values = np.concatenate(arrays).astype(dtype, copy=False)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))

@@ -1,0 +1,142 @@
+"""The evaluate stage: validation loss/perplexity of a checkpoint, and the music metrics of
+the generated samples beside those of the real validation songs (each with their gap)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from meloformer.data.atomic import write_json
+from meloformer.evaluate.loss import family_loss
+from meloformer.evaluate.metrics import SONG_METRICS, Piece
+from meloformer.evaluate.similarity import similarity_curve, similarity_error
+from meloformer.generate.output import read_sample_ids
+from meloformer.generate.run import load_model, resolve_device
+from meloformer.hid.config import HIDConfig
+from meloformer.hid.decode import parse_tokens
+from meloformer.hid.encode import vocab_for
+from meloformer.hid.encoding import Encoding
+from meloformer.hid.score import Score
+from meloformer.hid.vocab import Vocab
+from meloformer.train.crop import crop
+from meloformer.train.shards import ShardReader, build_index
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The `evaluate:` params section."""
+
+    max_songs: int = 64
+    """Validation songs read (the first ones of the split, a fixed set)."""
+    max_tokens: int = 2048
+    """Longer songs are cropped to a bar window of this many tokens (seeded)."""
+    batch_size: int = 4
+    max_distance: int = 16
+    """Bar distances 1..T of the similarity curve and error."""
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if min(self.max_songs, self.max_tokens, self.batch_size, self.max_distance) < 1:
+            raise ValueError(f"EvaluateConfig: sizes must be >= 1; got {self}")
+
+
+def music_metrics(real: Sequence[Score], generated: Sequence[Score], vocab: Vocab,
+                  max_distance: int) -> tuple[dict, dict]:
+    """Every song metric's mean over each set and the gap |generated - real|; the
+    similarity error; and the similarity curves.
+
+    Returns:
+        (metrics, curves): metrics = {name: {"real", "generated", "gap"}, ...,
+        "similarity_error": float}; curves = {"real": [L_t], "generated": [L_t]}.
+    """
+    out: dict = {}
+    for name, fn in SONG_METRICS.items():
+        means = [_nanmean(fn(Piece.from_score(s, vocab)) for s in songs)
+                 for songs in (real, generated)]
+        out[name] = {"real": means[0], "generated": means[1], "gap": abs(means[1] - means[0])}
+    curves = {"real": similarity_curve(real, max_distance),
+              "generated": similarity_curve(generated, max_distance)}
+    out["similarity_error"] = similarity_error(curves["real"], curves["generated"])
+    return out, {k: v.tolist() for k, v in curves.items()}
+
+
+def validation_songs(processed: Path, max_songs: int) -> list[Encoding]:
+    """The first `max_songs` songs of the val split (a fixed set)."""
+    index = build_index(processed, split="val")
+    reader = ShardReader(index)
+    return [reader.song(i) for i in range(min(len(index), max_songs))]
+
+
+def cropped(songs: Sequence[Encoding], max_tokens: int, seed: int) -> list[Encoding]:
+    """Each song cut to a bar window of at most max_tokens tokens (as training crops)."""
+    rng = np.random.default_rng(seed)
+    return [crop(song, max_tokens, rng) for song in songs]
+
+
+def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
+             cfg: EvaluateConfig, hid: HIDConfig = HIDConfig()) -> dict:
+    """Write <out>/eval.json (DVC metrics) and <out>/plots/*.json (DVC plots).
+
+    Args:
+        checkpoint: the trained checkpoint.
+        processed: the preprocessed data dir (shards with a val split).
+        samples: the generate stage's output dir (sample-*.json).
+        out: the metrics dir.
+
+    Returns:
+        The metrics written to eval.json.
+    """
+    vocab = vocab_for(hid)
+    files = sample_files(samples)  # fail before the slow part
+    songs = validation_songs(processed, cfg.max_songs)
+    model = load_model(checkpoint, resolve_device(cfg.device))
+    loss = family_loss(model, cropped(songs, cfg.max_tokens, cfg.seed), vocab.family_of,
+                       cfg.batch_size)
+    real = [parse_tokens(s.ids, vocab) for s in songs]
+    generated = [parse_tokens(read_sample_ids(p), vocab) for p in files]
+    music, curves = music_metrics(real, generated, vocab, cfg.max_distance)
+    metrics = {"loss": loss, "music": music, "n_real": len(real), "n_generated": len(generated)}
+    write_json(Path(out) / "eval.json", _finite(metrics))
+    write_plots(Path(out) / "plots", loss, curves)
+    return metrics
+
+
+def sample_files(samples: Path) -> list[Path]:
+    """The sample JSONs of a generate output dir.
+
+    Raises:
+        FileNotFoundError: none there (the message names the dir).
+    """
+    files = sorted(Path(samples).glob("sample-*.json"))
+    if not files:
+        raise FileNotFoundError(f"{samples}: no sample-*.json (run the generate stage first)")
+    return files
+
+
+def write_plots(plots: Path, loss: dict, curves: dict) -> None:
+    """similarity.json (L_t by distance, real vs generated) and family_loss.json."""
+    rows = [{"distance": t + 1, "real": r, "generated": g}
+            for t, (r, g) in enumerate(zip(curves["real"], curves["generated"], strict=True))]
+    write_json(plots / "similarity.json", _finite(rows))
+    fams = [{"family": k, "loss": v["loss"]} for k, v in loss["by_family"].items()]
+    write_json(plots / "family_loss.json", _finite(fams))
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    arr = np.array(list(values), dtype=np.float64)
+    return float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")
+
+
+def _finite(obj):
+    """NaN -> None, so the JSON stays standard (DVC and browsers reject NaN)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

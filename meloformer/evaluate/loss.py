@@ -1,0 +1,67 @@
+"""Validation loss and perplexity, overall and per token family (of the predicted token)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from meloformer.hid.encoding import Encoding
+from meloformer.hid.vocab import Family
+from meloformer.model.batch import IGNORE, Batch
+from meloformer.model.transformer import MeloFormer
+
+
+def token_losses(model: MeloFormer, songs: Sequence[Encoding]) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-entropy of every next-token prediction in a batch of songs (one song per row).
+
+    Returns:
+        (losses float64 [N], target ids int64 [N]) over all real targets of the batch.
+    """
+    device = next(model.parameters()).device
+    batch = Batch.from_encodings([[s] for s in songs]).to(device)
+    with torch.no_grad():
+        logits = model(batch).float()
+    targets = batch.targets
+    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
+                           reduction="none")
+    keep = targets.flatten() != IGNORE
+    return loss[keep].double().cpu().numpy(), targets.flatten()[keep].cpu().numpy()
+
+
+def family_loss(
+    model: MeloFormer, songs: Sequence[Encoding], family_of: np.ndarray, batch_size: int = 4
+) -> dict:
+    """Mean loss and perplexity over all songs, overall and per family of the target token.
+
+    Args:
+        model: the model (set to eval mode here).
+        songs: validation songs, already cropped to a length the model can run.
+        family_of: Vocab.family_of (token id -> Family).
+        batch_size: songs per forward pass.
+
+    Returns:
+        {"loss", "perplexity", "tokens", "by_family": {NAME: {"loss", "perplexity",
+        "tokens"}}}; NaN loss where no token was seen.
+    """
+    model.eval()
+    sums = np.zeros(len(Family))
+    counts = np.zeros(len(Family), dtype=np.int64)
+    for i in range(0, len(songs), batch_size):
+        losses, targets = token_losses(model, songs[i : i + batch_size])
+        fam = family_of[targets].astype(np.int64)
+        sums += np.bincount(fam, weights=losses, minlength=len(Family))
+        counts += np.bincount(fam, minlength=len(Family))
+    out = _summary(sums.sum(), int(counts.sum()))
+    out["by_family"] = {
+        f.name: _summary(sums[f], int(counts[f])) for f in Family if counts[f] > 0
+    }
+    return out
+
+
+def _summary(total: float, n: int) -> dict:
+    loss = total / n if n else float("nan")
+    return {"loss": loss, "perplexity": math.exp(loss) if n else float("nan"), "tokens": n}

@@ -1,0 +1,74 @@
+"""CLI: python -m meloformer.generate --checkpoint CKPT --out DIR [mode] [conditions] [sampling].
+
+Modes: from scratch (default; --instruments), --prompt x.mid (continue it in time to --bars),
+--prompt x.mid --add-track PROGRAM (write one new track under the given ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from meloformer.generate.conditions import ConditionError
+from meloformer.generate.constrain import GenerationError
+from meloformer.generate.run import GenerateConfig, run_generate
+from meloformer.generate.script import ModeError
+from meloformer.hid import MidiError
+from meloformer.train.checkpoint import CheckpointError
+
+
+def _programs(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(",") if p.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m meloformer.generate", description=__doc__)
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="directory for sample-NNN.*")
+    mode = ap.add_argument_group("mode")
+    mode.add_argument("--prompt", type=Path, help="MIDI to continue or to add a track to")
+    mode.add_argument("--prompt-bars", type=int, help="bars of the prompt to keep (continue)")
+    mode.add_argument("--add-track", type=int, metavar="PROGRAM", help="0..127, 128 = drums")
+    mode.add_argument("--new-tracks", action="store_true", help="continue: may add tracks")
+    cond = ap.add_argument_group("conditions")
+    cond.add_argument("--instruments", type=_programs, help="e.g. 128,33,0 (from scratch)")
+    cond.add_argument("--bars", type=int, default=16)
+    cond.add_argument("--time-signature", help="e.g. 3/4")
+    cond.add_argument("--tempo", type=float, help="BPM")
+    cond.add_argument("--chords", type=lambda s: tuple(s.split(",")), help="e.g. Cmaj,Amin")
+    cond.add_argument("--max-tokens", type=int, default=4096)
+    smp = ap.add_argument_group("sampling")
+    smp.add_argument("--samples", type=int, default=1)
+    smp.add_argument("--temperature", type=float, default=1.0)
+    smp.add_argument("--top-k", type=int, default=0)
+    smp.add_argument("--top-p", type=float, default=0.95)
+    smp.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (0 = torch default)")
+    ap.add_argument("--compile", action="store_true", help="compile the decode step (GPU)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    cfg = GenerateConfig(
+        n_samples=args.samples, temperature=args.temperature, top_k=args.top_k,
+        top_p=args.top_p, seed=args.seed, n_bars=args.bars,
+        time_signature=args.time_signature, tempo=args.tempo, chords=args.chords,
+        instruments=args.instruments, max_tokens=args.max_tokens, device=args.device,
+        threads=args.threads, compile=args.compile,
+    )
+    try:
+        written = run_generate(args.checkpoint, args.out, cfg, prompt=args.prompt,
+                               prompt_bars=args.prompt_bars, add_program=args.add_track,
+                               new_tracks=args.new_tracks)
+    except (CheckpointError, ConditionError, GenerationError, ModeError, MidiError,
+            ValueError) as e:
+        sys.exit(f"error: {e}")
+    for paths in written:
+        print(paths["mid"])
+
+
+if __name__ == "__main__":
+    main()

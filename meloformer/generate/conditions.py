@@ -1,0 +1,87 @@
+"""Conditions: what the user fixes about a generated song, checked and turned into token ids."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from meloformer.hid.timeline import tempo_bin
+from meloformer.hid.vocab import Family, Vocab
+
+
+class ConditionError(ValueError):
+    """A condition names something the vocabulary cannot write (the message says which)."""
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """User conditions; None leaves a choice to the model.
+
+    Attributes:
+        n_bars: bars of the song (the conductor's bar count).
+        time_signature: "n/d", held for the whole song.
+        tempo: BPM, held for the whole song (snapped to the nearest tempo bin).
+        chords: chord names per bar ("Cmaj", "Amin7", "N"), repeated if shorter than the song.
+        max_tokens: hard cap on the sequence length; the song is closed in time to fit.
+    """
+
+    n_bars: int | None = None
+    time_signature: str | None = None
+    tempo: float | None = None
+    chords: tuple[str, ...] | None = None
+    max_tokens: int = 4096
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Conditions as token ids (None: free)."""
+
+    n_bars: int | None
+    ts: int | None
+    tempo: int | None
+    chords: tuple[int, ...] | None
+    max_tokens: int
+
+
+def resolve(cond: Conditions, vocab: Vocab) -> Rules:
+    """Check conditions against the vocabulary and convert them to token ids.
+
+    Raises:
+        ConditionError: naming the field at fault.
+    """
+    if cond.n_bars is not None and not 1 <= cond.n_bars <= vocab.config.max_bars:
+        raise ConditionError(f"n_bars {cond.n_bars} outside 1..{vocab.config.max_bars}")
+    if cond.max_tokens < 8:
+        raise ConditionError(f"max_tokens {cond.max_tokens} < 8")
+    return Rules(
+        n_bars=cond.n_bars,
+        ts=None if cond.time_signature is None else _ts(cond.time_signature, vocab),
+        tempo=None if cond.tempo is None else _tempo(cond.tempo, vocab),
+        chords=None if cond.chords is None else tuple(_chord(c, vocab) for c in cond.chords),
+        max_tokens=cond.max_tokens,
+    )
+
+
+def _ts(text: str, vocab: Vocab) -> int:
+    try:
+        num, den = (int(x) for x in text.split("/"))
+    except ValueError as e:
+        raise ConditionError(f"time_signature {text!r}: expected 'n/d'") from e
+    if (num, den) not in vocab.ts_index:
+        raise ConditionError(f"time_signature {text!r} is not in the vocabulary")
+    return vocab.base(Family.TIME_SIG) + vocab.ts_index[(num, den)]
+
+
+def _tempo(bpm: float, vocab: Vocab) -> int:
+    if not (math.isfinite(bpm) and bpm > 0):
+        raise ConditionError(f"tempo {bpm!r}: expected a positive BPM")
+    return vocab.base(Family.TEMPO) + tempo_bin(round(60_000_000 / bpm), vocab)
+
+
+def _chord(name: str, vocab: Vocab) -> int:
+    if not vocab.config.chords:
+        raise ConditionError("chords: this vocabulary has no chord tokens (chords: false)")
+    token = name if name.startswith("CHORD_") else f"CHORD_{name}"
+    if token not in vocab.index:
+        raise ConditionError(f"chord {name!r} is not in the vocabulary")
+    return vocab.index[token]

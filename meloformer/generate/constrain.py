@@ -1,0 +1,141 @@
+"""Constrained decoding of one sample: the grammar checker, the mode's script and the user's
+conditions combined into the mask of tokens that may come next, so every sample decodes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from meloformer.generate.budget import growing, need, slack
+from meloformer.generate.conditions import Rules
+from meloformer.generate.script import Forced, Free, Script
+from meloformer.hid.grammar import GrammarState
+from meloformer.hid.vocab import EOS, Family, Vocab
+
+F = Family
+
+
+class GenerationError(RuntimeError):
+    """Constrained decoding reached a state with no legal token (the message says where)."""
+
+
+class Controller:
+    """One sample's position in its script and grammar.
+
+    Use: `mask()` before each token, `step(token)` after it (returns the token's metadata),
+    until `done`.
+    """
+
+    def __init__(self, vocab: Vocab, script: Script, rules: Rules):
+        self.vocab, self.script, self.rules = vocab, script, rules
+        self.st = GrammarState(vocab)
+        self.seg, self.k = 0, 0  # current script segment; tokens already taken from it
+        self.length = 0
+        r = vocab.ranges
+        self._ends = np.zeros(len(vocab), dtype=bool)  # track openers and EOS
+        self._ends[r[F.TRACK].start : r[F.TRACK].stop] = True
+        self._ends[EOS] = True
+        self._fresh = self._ends.copy()  # what a sealed run may start with: a new bar or an end
+        self._fresh[r[F.CHORD].start : r[F.CHORD].stop] = True
+        self._fresh[vocab.index["BAR"]] = True
+
+    @property
+    def done(self) -> bool:
+        return self.st.done
+
+    def forced(self) -> int | None:
+        """The next token if the script fixes it, else None."""
+        part = self.script[self.seg] if self.seg < len(self.script) else None
+        return part.tokens[self.k] if isinstance(part, Forced) else None
+
+    def mask(self) -> np.ndarray:
+        """bool[V]: the tokens that may come next (a single one where the script forces it).
+
+        Raises:
+            GenerationError: a forced token the grammar refuses, or no legal token left.
+        """
+        token = self.forced()
+        allowed = self.st.allowed()
+        if token is not None:
+            if not allowed[token]:
+                raise GenerationError(
+                    f"token {self.length} ({self.vocab.tokens[token]}) of the prompt breaks the "
+                    f"grammar; expected {self.st.expected()}"
+                )
+            out = np.zeros_like(allowed)
+            out[token] = True
+            return out
+        out = self._free_mask(allowed.copy())
+        if not out.any():
+            raise GenerationError(f"no legal token at {self.length}: {self.st.expected()}")
+        return out
+
+    def step(self, token: int) -> tuple[int, int, int, int, int]:
+        """Append a token; return its (track, bar, type, pos, program)."""
+        meta = self.st.step(token)
+        self.length += 1
+        part = self.script[self.seg] if self.seg < len(self.script) else None
+        if isinstance(part, Forced):
+            self.k += 1
+        elif isinstance(part, Free):
+            self.k += 1
+            if part.end is not None and token == part.end:  # the next Forced run begins
+                self.seg, self.k = self.seg + 1, 1
+        if isinstance(part, Forced | Free) and self._spent():
+            self.seg, self.k = self.seg + 1, 0
+        return meta
+
+    def _spent(self) -> bool:
+        part = self.script[self.seg]
+        return isinstance(part, Forced) and self.k >= len(part.tokens)
+
+    # -- the free mask --------------------------------------------------------------------------
+    def _free_mask(self, m: np.ndarray) -> np.ndarray:
+        part = self.script[self.seg]
+        assert isinstance(part, Free)
+        if part.end is not None:  # the run may only close with its end token
+            keep = m[part.end]
+            m[self._ends] = False
+            m[part.end] = keep
+        if part.sealed and self.k == 0:  # keep the forced bar as given
+            m &= self._fresh
+        if self.st.track == 0:
+            self._conductor_rules(m)
+        return self._budget(m, part)
+
+    def _conductor_rules(self, m: np.ndarray) -> None:
+        st, rules, r = self.st, self.rules, self.vocab.ranges
+        openers = np.zeros_like(m)
+        openers[r[F.CHORD].start : r[F.CHORD].stop] = True
+        openers[self.vocab.index["BAR"]] = True
+        if rules.n_bars is not None:
+            if st.n_bars >= rules.n_bars:
+                m[openers] = False
+            else:
+                m[r[F.TRACK].start : r[F.TRACK].stop] = False
+        if rules.chords is not None and m[r[F.CHORD].start]:
+            chord = rules.chords[st.n_bars % len(rules.chords)]
+            m[r[F.CHORD].start : r[F.CHORD].stop] = False
+            m[chord] = True
+        for fam, token in ((F.TIME_SIG, rules.ts), (F.TEMPO, rules.tempo)):
+            if token is not None:
+                keep = m[token]
+                m[r[fam].start : r[fam].stop] = False
+                m[token] = keep
+        if rules.tempo is not None and st.tempos:  # no tempo change: no conductor POS
+            m[r[F.POSITION].start : r[F.POSITION].stop] = False
+
+    def _budget(self, m: np.ndarray, part: Free) -> np.ndarray:
+        """Refuse growing tokens once the song must close to fit max_tokens."""
+        rules, st = self.rules, self.st
+        left = need(st, self.script, self.seg, self.k, rules.n_bars)
+        tracks = sum(isinstance(p, Free) for p in self.script[self.seg :]) + 1
+        if self.length + left + slack(st, rules.n_bars, tracks) < rules.max_tokens:
+            return m
+        if self.length + left > rules.max_tokens:
+            raise GenerationError(
+                f"max_tokens {rules.max_tokens} is too small: {self.length} written, "
+                f"at least {left} more needed"
+            )
+        grow = growing(st, self.vocab, rules.n_bars is not None, part.end is None)
+        closing = m & ~grow
+        return closing if closing.any() else m

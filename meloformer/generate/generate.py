@@ -1,0 +1,189 @@
+"""Generation, split as in gpt-fast: prefill (the shared prompt, one step), decode_one_token
+(one step per token), and one sampling loop driven by either logit source: the cached one, or
+`FullForward`, which re-runs the whole model per token (the oracle and the bench baseline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from meloformer.generate.cache import DecodeCache
+from meloformer.generate.conditions import Conditions, resolve
+from meloformer.generate.constrain import Controller, GenerationError
+from meloformer.generate.rows import CellTracker, build_rows
+from meloformer.generate.sampling import SamplingConfig, sample
+from meloformer.generate.script import Script, prompt_tokens
+from meloformer.generate.step import extend, run_rows
+from meloformer.hid.encoding import Encoding
+from meloformer.hid.vocab import EOS, Vocab
+from meloformer.model.batch import Batch
+from meloformer.model.transformer import MeloFormer
+
+
+class LogitSource(Protocol):
+    """Next-token logits for B rows that grow in lockstep."""
+
+    def prefill(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
+        """Read the prompt, tokens (B, P) with metas (B, P, 5); logits (B, V) after it."""
+
+    def decode_one_token(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
+        """Read one more token per row, (B, 1) and (B, 1, 5); logits (B, V) after it."""
+
+
+class Cached:
+    """Logits from the KV cache: prefill once, then one cached step per token.
+
+    Args:
+        static: give every decode step one shape (one summary row, all slots attended), so
+            that `compile` can capture it once.
+        compile: decode with torch.compile(run_rows, mode="reduce-overhead") (CUDA graphs on
+            GPU; gpt-fast's compiled decode_one_token). Implies static.
+        prefill_chunk: prompt tokens per prefill step (bounds the (Q, K) mask of a long
+            prompt, e.g. the given song of add-track).
+    """
+
+    def __init__(self, model: MeloFormer, batch: int, max_tokens: int, max_summaries: int,
+                 static: bool = False, compile: bool = False, prefill_chunk: int = 1024):
+        p = next(model.parameters())
+        self.model, self.static, self.chunk = model, static or compile, prefill_chunk
+        self.cache = DecodeCache(model.cfg, batch, max_tokens, max_summaries, p.device, p.dtype)
+        self.trackers = [CellTracker() for _ in range(batch)]
+        self.step_fn = (torch.compile(run_rows, mode="reduce-overhead", fullgraph=True)
+                        if compile else run_rows)
+
+    def _step(self, tokens: np.ndarray, metas: np.ndarray, static: bool) -> torch.Tensor:
+        cfg = self.model.cfg
+        rows = build_rows(self.trackers, tokens, metas, self.cache.length, self.cache.geometry,
+                          summaries=not self.cache.dense, summarize_empty=cfg.summarize_empty,
+                          summary_rows=int(static and not self.cache.dense))
+        step = self.step_fn if static else run_rows
+        return extend(self.model, self.cache, rows, step, full_range=static)[:, -1]
+
+    def prefill(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
+        for i in range(0, tokens.shape[1], self.chunk):
+            logits = self._step(tokens[:, i : i + self.chunk], metas[:, i : i + self.chunk],
+                                static=False)
+        return logits
+
+    def decode_one_token(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
+        return self._step(tokens, metas, static=self.static)
+
+
+class FullForward:
+    """Logits from the whole model over the whole sequence at every token (no cache)."""
+
+    def __init__(self, model: MeloFormer, executor: str | None = None):
+        self.model, self.executor = model, executor
+        self.tokens: np.ndarray | None = None
+        self.metas: np.ndarray | None = None
+
+    @torch.no_grad()
+    def prefill(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
+        self.tokens, self.metas = tokens, metas
+        songs = [_as_song(t, m) for t, m in zip(tokens, metas, strict=True)]
+        batch = Batch.from_encodings([[s] for s in songs]).to(next(self.model.parameters()).device)
+        return self.model(batch, self.model.plan(batch, self.executor))[:, -1]
+
+    def decode_one_token(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
+        return self.prefill(np.concatenate([self.tokens, tokens], 1),
+                          np.concatenate([self.metas, metas], 1))
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to generate: a mode's script, the conditions, sampling, and how many samples."""
+
+    script: Script
+    conditions: Conditions = Conditions()
+    sampling: SamplingConfig = SamplingConfig()
+    n_samples: int = 1
+
+
+def generate(model: MeloFormer, vocab: Vocab, req: Request, cached: bool = True,
+             compile: bool = False) -> list[Encoding]:
+    """Sample `req.n_samples` songs at once under the grammar, the script and the conditions.
+
+    Args:
+        model: the model (its config decides the mask rules; eval mode is set here).
+        vocab: the HID vocabulary the model was trained on.
+        req: the request.
+        cached: False runs the full-forward oracle instead of the KV cache.
+        compile: decode with a compiled, CUDA-graphed step (see Cached).
+
+    Returns:
+        One Encoding per sample (ids and metadata as the encoder writes them).
+
+    Raises:
+        GenerationError: the prompt breaks the grammar or max_tokens cannot hold the song.
+        ConditionError: a condition the vocabulary cannot write.
+    """
+    rules = resolve(req.conditions, vocab)
+    prompt = prompt_tokens(req.script)
+    if not prompt or len(prompt) >= rules.max_tokens:
+        raise GenerationError(f"the prompt has {len(prompt)} tokens; it must be non-empty and "
+                              f"shorter than max_tokens ({rules.max_tokens}): raise max_tokens")
+    model.eval()
+    n = req.n_samples
+    slots = _summary_slots(model, rules.max_tokens)
+    source = (Cached(model, n, rules.max_tokens, slots, compile=compile) if cached
+              else FullForward(model))
+    rows = [Controller(vocab, req.script, rules) for _ in range(n)]
+    return _loop(source, rows, prompt, req.sampling, next(model.parameters()).device)
+
+
+@torch.no_grad()
+def _loop(source: LogitSource, rows: list[Controller], prompt: tuple[int, ...],
+          cfg: SamplingConfig, device: torch.device) -> list[Encoding]:
+    """The sampling loop shared by both logit sources."""
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    ids = [list(prompt) for _ in rows]
+    metas = [[_take(c, t) for t in prompt] for c in rows]
+    logits = source.prefill(np.array(ids), np.array(metas))
+    while not all(c.done for c in rows):
+        allowed = np.stack([_eos_only(c) if c.done else c.mask() for c in rows])
+        tokens = sample(logits, torch.from_numpy(allowed).to(device), cfg, gen).tolist()
+        for b, c in enumerate(rows):
+            if c.done:  # a finished row repeats EOS's metadata; nothing is recorded
+                tokens[b] = EOS
+                continue
+            metas[b].append(c.step(tokens[b]))
+            ids[b].append(tokens[b])
+        if all(c.done for c in rows):
+            break
+        step_meta = np.array([m[-1] for m in metas])[:, None]
+        logits = source.decode_one_token(np.array(tokens)[:, None], step_meta)
+    return [_as_song(np.array(i), np.array(m), c)
+            for i, m, c in zip(ids, metas, rows, strict=True)]
+
+
+def _summary_slots(model: MeloFormer, max_tokens: int) -> int:
+    """Summaries a song of max_tokens can hold: one per cell of >= 2 tokens (or of 1)."""
+    return max_tokens if model.cfg.summarize_empty else max_tokens // 2 + 1
+
+
+def _take(c: Controller, token: int) -> tuple[int, ...]:
+    """Step a prompt token, checked first (mask() raises GenerationError on a bad prompt)."""
+    c.mask()
+    return c.step(token)
+
+
+def _eos_only(c: Controller) -> np.ndarray:
+    out = np.zeros(len(c.vocab), dtype=bool)
+    out[EOS] = True
+    return out
+
+
+def _as_song(ids: np.ndarray, metas: np.ndarray, c: Controller | None = None) -> Encoding:
+    """ids (L,) and metas (L, 5) as an Encoding (counts from the grammar state when given)."""
+    cols = np.asarray(metas, dtype=np.int64).reshape(-1, 5).T
+    st = c.st if c is not None else None
+    return Encoding(
+        ids=np.asarray(ids, dtype=np.int32), track=cols[0].astype(np.int16),
+        bar=cols[1].astype(np.int16), type=cols[2].astype(np.int8),
+        pos=cols[3].astype(np.int16), program=cols[4].astype(np.int16),
+        n_bars=st.n_bars if st else 0, n_tracks=len(st.programs) if st else 0,
+        n_notes=len(st.notes) if st else 0,
+    )

@@ -1,0 +1,69 @@
+"""Piano-roll PNG of a Score: one colour per track, bar lines, time in quarter notes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from meloformer.data.atomic import atomic_path  # noqa: E402
+from meloformer.hid.score import Score  # noqa: E402
+from meloformer.hid.vocab import DRUM_PROGRAM  # noqa: E402
+
+
+def track_label(program: int) -> str:
+    return "drums" if program == DRUM_PROGRAM else f"program {program}"
+
+
+def plot_pianoroll(score: Score, resolution: int, path: Path, title: str = "") -> Path:
+    """Draw every note as a bar (pitch x time) and write the PNG atomically.
+
+    Args:
+        score: the song on the HID grid.
+        resolution: grid steps per quarter note (HIDConfig.resolution).
+        path: the .png to write.
+        title: figure title.
+
+    Returns:
+        The path written.
+    """
+    end = _song_end(score)
+    fig, ax = plt.subplots(figsize=(max(6.0, min(40.0, end / resolution / 4)), 5), dpi=100)
+    colours = plt.get_cmap("tab10")
+    onset = score.onsets() / resolution
+    length = np.maximum(score.dur, 1) / resolution  # drums: one grid step
+    for t in range(len(score.programs)):
+        sel = score.track == t
+        ax.barh(score.pitch[sel], length[sel], left=onset[sel], height=0.8,
+                color=colours(t % 10), edgecolor="none")
+    for start in score.starts:
+        ax.axvline(start / resolution, color="0.75", linewidth=0.6, zorder=0)
+    ax.set_xlim(0, max(end / resolution, 1))
+    ax.set_xlabel("quarter notes")
+    ax.set_ylabel("pitch (drums: GM key)")
+    ax.set_title(title)
+    handles = [Patch(color=colours(t % 10), label=track_label(p))
+               for t, p in enumerate(score.programs)]
+    if handles:
+        ax.legend(handles=handles, loc="upper right", fontsize="small")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def _song_end(score: Score) -> int:
+    """Grid step where the last bar ends (bar lengths from the starts; last bar as the one
+    before, or one note's end if longer)."""
+    if score.n_bars == 0:
+        return 0
+    last = int(score.starts[-1] - score.starts[-2]) if score.n_bars > 1 else 0
+    note_end = int((score.onsets() + np.maximum(score.dur, 1)).max()) if score.n_notes else 0
+    return max(int(score.starts[-1]) + last, note_end, 1)

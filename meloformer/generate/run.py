@@ -1,0 +1,126 @@
+"""The generate stage: load a checkpoint, build the mode's script, sample, write the files."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from meloformer.generate.conditions import Conditions
+from meloformer.generate.generate import Request, generate
+from meloformer.generate.output import write_sample
+from meloformer.generate.sampling import SamplingConfig
+from meloformer.generate.script import Script, add_track, continuation, from_scratch
+from meloformer.hid.config import HIDConfig
+from meloformer.hid.encode import encode_file, vocab_for
+from meloformer.hid.vocab import Vocab
+from meloformer.model.transformer import MeloFormer
+from meloformer.train.checkpoint import CheckpointError, load_checkpoint, model_config_from
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """The `generate:` params section (one field per knob; None = the model decides)."""
+
+    n_samples: int = 4
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.95
+    seed: int = 0
+    n_bars: int | None = 16
+    time_signature: str | None = None
+    tempo: float | None = None
+    chords: tuple[str, ...] | None = None
+    instruments: tuple[int, ...] | None = None
+    """Programs of the tracks to write from scratch (128 = drums); None = model's choice."""
+    max_tokens: int = 4096
+    device: str = "auto"
+    """auto = cuda when available, else cpu."""
+    compile: bool = False
+    """Compile the decode step (torch.compile, CUDA graphs on GPU): worth it for long runs."""
+    threads: int = 1
+    """CPU threads for torch (0 = torch's default). Decoding runs many tiny ops, where one
+    thread beats two on a shared machine (bench/generate.py measures both)."""
+
+    def __post_init__(self) -> None:
+        if self.n_samples < 1 or self.max_tokens < 8 or self.threads < 0:
+            raise ValueError(f"GenerateConfig: need n_samples >= 1, max_tokens >= 8, "
+                             f"threads >= 0; got {self}")
+
+    def request(self, script: Script, n_bars: int | None) -> Request:
+        """The Request for a script (n_bars overridden by modes that fix the bars)."""
+        cond = Conditions(n_bars=n_bars, time_signature=self.time_signature, tempo=self.tempo,
+                          chords=self.chords, max_tokens=self.max_tokens)
+        sampling = SamplingConfig(self.temperature, self.top_k, self.top_p, self.seed)
+        return Request(script, cond, sampling, self.n_samples)
+
+
+def load_model(path: Path, device: str | torch.device = "cpu") -> MeloFormer:
+    """A MeloFormer from a training checkpoint (config + weights, torch.load weights_only).
+
+    Raises:
+        CheckpointError: missing/unreadable file or weights that do not fit the config.
+    """
+    ckpt = load_checkpoint(Path(path), map_location=device)
+    model = MeloFormer(model_config_from(ckpt)).to(device)
+    state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the stored config: {e}") from e
+    return model.eval()
+
+
+def resolve_device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                        "cpu" if name == "auto" else name)
+
+
+def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
+                 prompt_bars: int | None = None, add_program: int | None = None,
+                 new_tracks: bool = False) -> tuple[Script, int | None]:
+    """The script of the mode the arguments select, and the bar count to ask for.
+
+    Modes: no prompt = from scratch (cfg.instruments); prompt = continue it in time to
+    cfg.n_bars bars; prompt + add_program = add that track under the prompt's tracks.
+    """
+    if prompt is None:
+        if add_program is not None:
+            raise ValueError("add-track needs a prompt MIDI (the tracks to keep)")
+        return from_scratch(vocab, cfg.instruments), cfg.n_bars
+    given = encode_file(prompt, vocab.config)
+    if add_program is not None:
+        return add_track(vocab, given, add_program), given.n_bars
+    bars = max(cfg.n_bars or 0, prompt_bars or given.n_bars) if cfg.n_bars else None
+    return continuation(given, prompt_bars, new_tracks), bars
+
+
+def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
+                 hid: HIDConfig = HIDConfig(), **mode) -> list[dict[str, Path]]:
+    """Generate cfg.n_samples songs from a checkpoint into out_dir (sample-000.mid/.png/.json).
+
+    Args:
+        mode: build_script's keyword arguments (prompt, prompt_bars, add_program, new_tracks).
+
+    Returns:
+        The paths written, one dict per sample.
+    """
+    vocab = vocab_for(hid)
+    device = resolve_device(cfg.device)
+    if device.type == "cpu" and cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model = load_model(checkpoint, device)
+    if model.cfg.vocab_size != len(vocab):
+        raise CheckpointError(f"{checkpoint}: vocab_size {model.cfg.vocab_size} != HID "
+                              f"vocabulary {len(vocab)}")
+    script, n_bars = build_script(vocab, cfg, **mode)
+    songs = generate(model, vocab, cfg.request(script, n_bars), compile=cfg.compile)
+    info = {"checkpoint": str(checkpoint), "config": _plain(asdict(cfg)),
+            "mode": {k: str(v) if isinstance(v, Path) else v for k, v in mode.items()}}
+    return [write_sample(s, vocab, out_dir, f"sample-{i:03d}", {**info, "index": i})
+            for i, s in enumerate(songs)]
+
+
+def _plain(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

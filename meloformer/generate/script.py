@@ -1,0 +1,128 @@
+"""Scripts: a generation mode as a sequence of forced token runs and free (sampled) runs.
+
+Every mode is prefix forcing on the grammar. `Forced(tokens)` is written as given; `Free(end)`
+is sampled under the grammar until the model writes `end`, the only track opener or EOS the
+run may close with, which is the first token of the next Forced run (None: the grammar alone
+decides, e.g. any further track or EOS). `sealed` forbids a free run from adding to the bar it
+starts in, so a forced prompt stays exactly as given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from meloformer.hid.encoding import Encoding
+from meloformer.hid.score import track_sort_key
+from meloformer.hid.vocab import BOS, DRUM_PROGRAM, EOS, Family, Vocab
+
+
+@dataclass(frozen=True)
+class Forced:
+    """Tokens written as given."""
+
+    tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Free:
+    """Sampled tokens, ending with `end` (a track opener or EOS), or where the grammar ends."""
+
+    end: int | None
+    sealed: bool = False
+    track_bars: int | None = None
+    """The run continues the track opened just before it, whose first `track_bars` bars the
+    Forced run wrote; None: the run writes the conductor or whole tracks."""
+
+
+Segment = Forced | Free
+Script = tuple[Segment, ...]
+
+
+class ModeError(ValueError):
+    """A mode's inputs do not fit together (unknown program, too few bars...)."""
+
+
+def opener(vocab: Vocab, program: int) -> int:
+    """The id of the token that opens a track of `program` (128 = drums)."""
+    if not 0 <= program <= DRUM_PROGRAM:
+        raise ModeError(f"program {program} outside 0..128 (128 = drums)")
+    return vocab.index["DRUMS"] if program == DRUM_PROGRAM else vocab.index[f"PROGRAM_{program}"]
+
+
+def from_scratch(vocab: Vocab, instruments: Sequence[int] | None = None) -> Script:
+    """BOS, then everything sampled; with `instruments`, exactly those tracks (canonical order).
+
+    Args:
+        instruments: programs (0..127, 128 drums); None lets the model choose.
+    """
+    if not instruments:
+        return (Forced((BOS,)), Free(None))
+    script: list[Segment] = [Forced((BOS,))]
+    for program in sorted(instruments, key=track_sort_key):
+        token = opener(vocab, program)
+        script += [Free(token, track_bars=0 if len(script) > 1 else None), Forced((token,))]
+    return (*script, Free(EOS, track_bars=0), Forced((EOS,)))
+
+
+def continuation(
+    prompt: Encoding, prompt_bars: int | None = None, new_tracks: bool = False
+) -> Script:
+    """Continue a prompt in time: its first `prompt_bars` bars of the conductor and of every
+    track are kept; the model writes the later bars of each (and new tracks if asked).
+
+    Raises:
+        ModeError: prompt_bars outside 1..prompt.n_bars.
+    """
+    bars = prompt.n_bars if prompt_bars is None else prompt_bars
+    if not 1 <= bars <= prompt.n_bars:
+        raise ModeError(f"prompt_bars {bars} outside 1..{prompt.n_bars} (the prompt's bars)")
+    keep = (prompt.bar < bars) & (prompt.ids != EOS)
+    runs = [prompt.ids[keep & (prompt.track == t)] for t in range(prompt.n_tracks + 1)]
+    script: list[Segment] = []
+    for t, run in enumerate(runs):
+        end = int(runs[t + 1][0]) if t + 1 < len(runs) else (None if new_tracks else EOS)
+        script += [Forced(tuple(int(i) for i in run)), Free(end, True, bars if t else None)]
+    return tuple(script) if new_tracks else (*script, Forced((EOS,)))
+
+
+def add_track(vocab: Vocab, given: Encoding, program: int) -> Script:
+    """Write one new track of `program` under the given song, whose tokens stay identical.
+
+    The new track goes to its canonical position (after the given tracks that sort before or
+    equal to it): the prompt is everything before that point plus the new opener, and the
+    given tracks after it follow as forced tokens.
+    """
+    token = opener(vocab, program)
+    openers = np.flatnonzero(given.type == Family.TRACK)
+    programs = [int(vocab.value_of[given.ids[i]]) for i in openers]
+    before = sum(track_sort_key(p) <= track_sort_key(program) for p in programs)
+    cut = int(openers[before]) if before < len(openers) else len(given.ids) - 1  # at EOS
+    head = tuple(int(i) for i in given.ids[:cut]) + (token,)
+    tail = tuple(int(i) for i in given.ids[cut:])
+    return (Forced(head), Free(tail[0], track_bars=0), Forced(tail))
+
+
+def prompt_tokens(script: Script) -> tuple[int, ...]:
+    """The leading forced tokens every sample shares (what prefill runs)."""
+    first = script[0]
+    return first.tokens if isinstance(first, Forced) else ()
+
+
+def first_bars(song: Encoding, n_bars: int) -> Encoding:
+    """The song cut to its first n_bars bars (every track kept, EOS moved to the new last bar).
+
+    Raises:
+        ModeError: n_bars outside 1..song.n_bars.
+    """
+    if not 1 <= n_bars <= song.n_bars:
+        raise ModeError(f"first_bars: {n_bars} outside 1..{song.n_bars}")
+    keep = (song.bar < n_bars) | (song.ids == EOS)
+    meta = {name: getattr(song, name)[keep].copy() for name in ("track", "bar", "type", "pos",
+                                                                "program")}
+    meta["bar"][-1] = n_bars - 1  # EOS sits in the last bar
+    ids = song.ids[keep]
+    pitch = (song.type[keep] == Family.PITCH).sum()
+    return Encoding(ids=ids, **meta, n_bars=n_bars, n_tracks=song.n_tracks, n_notes=int(pitch))

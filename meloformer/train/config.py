@@ -1,0 +1,108 @@
+"""TrainConfig: every training knob as one frozen dataclass, and the hardware PRESETS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (params.yaml `train:`; CLI flags override them).
+
+    Phases: steps [0, phase2_step) run phase 1 (micro-batch 1, no loader workers: compile
+    warm-up), [phase2_step, phase3_step) phase 2 (workers on), then phase 3 (the target
+    `batch_size`). Steps count optimizer updates.
+    """
+
+    max_seq_len: int = 8192
+    batch_size: int = 8
+    """Phase-3 micro-batch (rows per forward) on each process."""
+    gradient_accumulation_steps: int = 6
+    learning_rate: float = 3e-4
+    min_lr_ratio: float = 0.1
+    """Cosine floor as a fraction of learning_rate."""
+    warmup_steps: int = 200
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    epochs: int = 3
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: run `epochs` epochs)."""
+    num_workers: int = 8
+    phase2_step: int = 20
+    phase3_step: int = 100
+    seed: int = 1337
+    buckets: tuple[float, ...] = (0.25, 0.5, 1.0)
+    """Row lengths as fractions of max_seq_len (rounded up to a multiple of 128)."""
+    pack: bool = False
+    """Pack several songs per row (doc ids keep them apart) instead of one song per row."""
+    chunk_songs: int = 1024
+    """Songs bucketed together; batches never mix chunks (bounds reordering and memory)."""
+    compile: bool = True
+    """torch.compile the model on CUDA (ignored on CPU)."""
+    log_every: int = 10
+    save_every: int = 500
+    max_bad_steps: int = 20
+    """Abort after this many steps skipped for a non-finite loss."""
+
+    def __post_init__(self) -> None:
+        positive = ("max_seq_len", "batch_size", "gradient_accumulation_steps", "epochs",
+                    "chunk_songs", "log_every", "save_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.phase2_step <= self.phase3_step:
+            raise ValueError("TrainConfig: need 0 <= phase2_step <= phase3_step")
+        if not self.buckets or sorted(self.buckets) != list(self.buckets) or self.buckets[-1] != 1:
+            raise ValueError(f"TrainConfig.buckets: ascending fractions ending in 1, got "
+                             f"{self.buckets}")
+        if self.num_workers < 0 or self.max_steps < 0 or self.learning_rate <= 0:
+            raise ValueError("TrainConfig: num_workers, max_steps >= 0 and learning_rate > 0")
+
+    def bucket_lengths(self) -> tuple[int, ...]:
+        """Static row lengths T, ascending; the last is max_seq_len."""
+        out = {min(self.max_seq_len, -(-int(f * self.max_seq_len) // 128) * 128)
+               for f in self.buckets}
+        return tuple(sorted(out))
+
+    def with_overrides(self, **changes: Any) -> TrainConfig:
+        """A copy with the non-None `changes` applied.
+
+        Raises:
+            ValueError: an unknown field name.
+        """
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown fields {sorted(unknown)}")
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+# Per-hardware overrides of TrainConfig. Sequence length x micro-batch is what fits in memory
+# for `small`/`base`; accumulation keeps the global batch near 48 sequences of 8k tokens.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": dict(max_seq_len=1024, batch_size=2, gradient_accumulation_steps=1, num_workers=0,
+                phase2_step=0, phase3_step=0, compile=False, log_every=1, save_every=50),
+    "rtx6000ada": dict(max_seq_len=8192, batch_size=4, gradient_accumulation_steps=12,
+                       num_workers=8),
+    "h800": dict(max_seq_len=8192, batch_size=8, gradient_accumulation_steps=6, num_workers=8),
+    "h100": dict(max_seq_len=8192, batch_size=8, gradient_accumulation_steps=6, num_workers=8),
+    "h200": dict(max_seq_len=8192, batch_size=12, gradient_accumulation_steps=4,
+                 num_workers=12),
+}
+
+
+def preset_config(preset: str | None, base: TrainConfig | None = None) -> TrainConfig:
+    """`base` (default TrainConfig()) with a preset's overrides applied.
+
+    Raises:
+        ValueError: unknown preset name.
+    """
+    base = base or TrainConfig()
+    if preset is None:
+        return base
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    return base.with_overrides(**PRESETS[preset])

@@ -1,0 +1,73 @@
+"""Turn planned batches into model Batches: read songs, crop long ones, pack and pad.
+
+The DataLoader only parallelises the reading; batch i is always plans[i] whatever the
+number of workers (map-style dataset, sequential sampler), which keeps resume exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from meloformer.model.batch import IGNORE, Batch
+from meloformer.train.crop import crop
+from meloformer.train.plan import PlannedBatch
+from meloformer.train.shards import ShardReader, SongIndex
+
+
+class PlanDataset(Dataset):
+    """Item i = (Batch of plans[i], i).
+
+    Args:
+        index: the split's SongIndex.
+        plans: the batches to build, in order.
+        max_seq_len: crop budget per song.
+        seed: with the epoch and song index, fixes each song's crop window.
+    """
+
+    def __init__(
+        self, index: SongIndex, plans: Sequence[PlannedBatch], max_seq_len: int, seed: int
+    ) -> None:
+        self.index, self.plans = index, list(plans)
+        self.max_seq_len, self.seed = max_seq_len, seed
+        self._reader: ShardReader | None = None  # built lazily in each worker process
+
+    def __len__(self) -> int:
+        return len(self.plans)
+
+    def __getitem__(self, i: int) -> tuple[Batch, int]:
+        if self._reader is None:
+            self._reader = ShardReader(self.index)
+        plan = self.plans[i]
+        rows = [[self._song(plan.epoch, s) for s in row] for row in plan.rows]
+        batch = Batch.from_encodings(rows, plan.length)
+        batch.targets[plan.n_real :] = IGNORE  # filler rows keep the shape, add no loss
+        return batch, i
+
+    def _song(self, epoch: int, song: int):
+        rng = np.random.default_rng([self.seed, epoch, song])
+        return crop(self._reader.song(song), self.max_seq_len, rng)
+
+
+def _first(item):
+    """collate_fn: items are already batches (a module-level function, so workers can pickle)."""
+    return item
+
+
+def make_loader(
+    dataset: PlanDataset, start: int, num_workers: int, pin_memory: bool = False
+) -> DataLoader:
+    """Iterate dataset items start, start+1, … with `num_workers` reader processes."""
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=range(start, len(dataset)),
+        num_workers=num_workers,
+        collate_fn=_first,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if num_workers else None,
+        generator=torch.Generator().manual_seed(0),  # unused by the sampler; no global draw
+    )

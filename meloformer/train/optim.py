@@ -1,0 +1,41 @@
+"""AdamW with weight decay on matrices only (not on norms, biases or embeddings)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from meloformer.train.config import TrainConfig
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: decayed weights, and the rest.
+
+    No decay for embedding tables (a tied LM head shares its table, so it is excluded too),
+    norm weights, biases and any other parameter of fewer than 2 dims.
+    """
+    no_decay: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.Embedding | nn.LayerNorm | nn.RMSNorm):
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    decay, rest, seen = [], [], set()
+    for p in model.parameters():  # parameters() yields a tied tensor once
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (rest if id(p) in no_decay or p.dim() < 2 else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": rest, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over `param_groups`; the fused kernel on CUDA."""
+    fused = next(model.parameters()).is_cuda
+    return torch.optim.AdamW(
+        param_groups(model, cfg.weight_decay),
+        lr=cfg.learning_rate,
+        betas=(cfg.beta1, cfg.beta2),
+        fused=fused,
+    )

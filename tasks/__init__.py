@@ -1,0 +1,1 @@
+"""Orchestration adapters: one module per pipeline stage, each a Prefect task and a DVC main()."""

@@ -1,0 +1,34 @@
+"""Stage generate: write sample MIDIs, piano rolls and token JSONs from the trained checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prefect import task
+
+from meloformer.generate.run import GenerateConfig, run_generate
+from meloformer.hid.config import HIDConfig
+from tasks.params import PARAMS_FILE, load_params
+
+
+@task
+def generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, hid: HIDConfig) -> list:
+    """cfg.n_samples songs from scratch into out_dir (sample-NNN.mid/.png/.json)."""
+    return run_generate(checkpoint, out_dir, cfg, hid)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """DVC entry: python -m tasks.generate --checkpoint C --out data/samples."""
+    ap = argparse.ArgumentParser(prog="python -m tasks.generate")
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--params", type=Path, default=PARAMS_FILE)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    written = run_generate(args.checkpoint, args.out, params.generate, params.preprocess.hid)
+    print(f"generate: {len(written)} samples in {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Stage preprocess: encode the manifest's files into token shards, rejects and meta.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prefect import task
+
+from meloformer.data import preprocess as lib
+from meloformer.data.config import PreprocessConfig
+from meloformer.data.worker import ShardDone
+from tasks.params import PARAMS_FILE, load_params
+
+
+@task
+def shard_count(manifest: Path, cfg: PreprocessConfig) -> int:
+    """How many shards the manifest makes (the flow maps over them)."""
+    return lib.shard_count(manifest, cfg)
+
+
+@task
+def preprocess_shard(manifest: Path, out_dir: Path, cfg: PreprocessConfig, shard: int) -> list:
+    """Build one shard (in a worker process) unless it is already complete."""
+    done: list[ShardDone] = lib.preprocess_shards(
+        manifest, out_dir, cfg, Path.cwd(), shards=[shard], progress=False
+    )
+    return done
+
+
+@task
+def finalize(manifest: Path, out_dir: Path, cfg: PreprocessConfig) -> lib.PreprocessSummary:
+    """Check every shard is there; write rejects.parquet and meta.json."""
+    return lib.finalize(manifest, out_dir, cfg)
+
+
+@task
+def preprocess(manifest: Path, out_dir: Path, cfg: PreprocessConfig) -> lib.PreprocessSummary:
+    """The whole stage on cfg.workers processes."""
+    return lib.preprocess(manifest, out_dir, cfg, Path.cwd(), progress=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """DVC entry: python -m tasks.preprocess --manifest M --out data/processed."""
+    ap = argparse.ArgumentParser(prog="python -m tasks.preprocess")
+    ap.add_argument("--manifest", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--params", type=Path, default=PARAMS_FILE)
+    args = ap.parse_args(argv)
+    cfg = load_params(args.params).preprocess
+    print(lib.preprocess(args.manifest, args.out, cfg, Path.cwd()).line())
+
+
+if __name__ == "__main__":
+    main()

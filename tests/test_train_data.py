@@ -1,0 +1,161 @@
+"""Training data: shard index and reader, bar-window cropping, batch plans, the loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from train_helpers import ALL_FIXTURES, FIXTURES, make_dataset, write_shards
+
+from meloformer.hid import HIDConfig, Vocab
+from meloformer.hid.encode import encode_file
+from meloformer.hid.encoding import META_FIELDS
+from meloformer.hid.grammar import GrammarState
+from meloformer.hid.vocab import BOS, EOS, Family
+from meloformer.model.batch import IGNORE
+from meloformer.train.crop import crop
+from meloformer.train.loader import PlanDataset, make_loader
+from meloformer.train.plan import DataPosition, epoch_order, plan_epoch
+from meloformer.train.shards import ShardError, ShardReader, build_index
+
+
+@pytest.fixture(scope="module")
+def encodings():
+    return {name: encode_file(FIXTURES / name) for name in ALL_FIXTURES}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("train-data"), copies=2, split_every=4)
+
+
+def test_index_reads_only_the_split_and_reader_round_trips(tmp_path, encodings):
+    names = list(ALL_FIXTURES)
+    write_shards(tmp_path / "shards", names, ["train", "val", "train", "train", "val"], 2)
+    index = build_index(tmp_path)
+    assert len(index) == 3 and len(index.files) == 3
+    reader = ShardReader(index, cache=1)
+    for i, name in zip(range(3), ["drywetmidi_sor_7-8.mid", "groove_rock_6-8.mid",
+                                  "miditok_multitrack_drums.mid"], strict=True):
+        got, want = reader.song(i), encodings[name]
+        assert got.n_bars == want.n_bars and got.n_tracks == want.n_tracks
+        for field in ("ids", "track", "bar", "type", "pos", "program"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+
+
+def test_index_errors_name_the_directory(tmp_path):
+    with pytest.raises(ShardError, match=str(tmp_path)):
+        build_index(tmp_path)
+
+
+def _parses(vocab, enc):
+    """Every token is legal and carries the metadata the grammar assigns it."""
+    state = GrammarState(vocab)
+    for i, token in enumerate(enc.ids):
+        meta = tuple(int(x) for x in state.step(int(token)))
+        assert meta == tuple(int(getattr(enc, f)[i]) for f in META_FIELDS), i
+
+
+def _check_crop(enc, out, max_len):
+    assert len(out.ids) <= max_len
+    assert out.ids[0] == BOS
+    header = (out.type == Family.TRACK)
+    assert header.sum() == (enc.type == Family.TRACK).sum()  # every track opening kept
+    assert set(np.unique(out.track)) == set(np.unique(enc.track))  # all tracks kept
+    # The instrument tracks hold exactly the original's tokens of a window of whole bars.
+    notes = ~header & (out.track > 0) & (out.ids != EOS)
+    enotes = (enc.type != Family.TRACK) & (enc.track > 0) & (enc.ids != EOS)
+    assert out.bar[notes].min() == 0 and out.bar[notes].max() == out.n_bars - 1
+    matches = [b0 for b0 in range(enc.n_bars) if np.array_equal(
+        enc.ids[enotes & (enc.bar >= b0) & (enc.bar < b0 + out.n_bars)], out.ids[notes])]
+    assert matches, "cropped tracks are not a window of whole bars"
+    assert (out.ids[-1] == EOS) == (matches[0] + out.n_bars == enc.n_bars)
+
+
+@pytest.mark.parametrize("max_len", [256, 1024, 4096])
+def test_crop_keeps_a_bar_window_of_every_track(encodings, max_len):
+    vocab = Vocab(HIDConfig())
+    for seed in range(3):
+        for enc in encodings.values():
+            out = crop(enc, max_len, np.random.default_rng(seed))
+            if len(enc.ids) <= max_len:
+                assert out is enc
+            else:
+                _check_crop(enc, out, max_len)
+                _parses(vocab, out)  # the conductor restates TS and tempo in bar 0
+
+
+def test_crop_is_deterministic_and_windows_vary(encodings):
+    enc = encodings["drywetmidi_sor_7-8.mid"]
+    a = crop(enc, 512, np.random.default_rng(1))
+    b = crop(enc, 512, np.random.default_rng(1))
+    np.testing.assert_array_equal(a.ids, b.ids)
+    starts = {tuple(crop(enc, 512, np.random.default_rng(s)).ids[:40]) for s in range(8)}
+    assert len(starts) > 1
+
+
+def test_crop_rejects_a_budget_below_the_header(encodings):
+    with pytest.raises(ValueError, match="header"):
+        crop(encodings["miditok_multitrack_drums.mid"], 10, np.random.default_rng(0))
+
+
+def test_ranks_get_disjoint_equal_shares(data_dir):
+    index = build_index(data_dir)
+    parts = [epoch_order(index, 3, 0, r, 3) for r in range(3)]
+    assert len({len(p) for p in parts}) == 1
+    flat = np.concatenate(parts)
+    assert len(set(flat.tolist())) == len(flat) == len(index) // 3 * 3
+    assert not np.array_equal(epoch_order(index, 3, 0), epoch_order(index, 3, 1))
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_plan_covers_each_song_once_with_static_shapes(data_dir, pack):
+    index = build_index(data_dir)
+    buckets = (512, 1024)
+    plans = plan_epoch(index, DataPosition(), seed=1, batch_size=2, buckets=buckets,
+                       pack=pack, chunk_songs=3)
+    songs = [s for p in plans for s in p.songs]
+    assert sorted(songs) == list(range(len(index)))
+    assert all(len(p.rows) == 2 and p.length in buckets for p in plans)
+    capped = lambda s: min(int(index.n_tokens[s]), buckets[-1])
+    assert all(sum(capped(s) for s in row) <= p.length for p in plans for row in p.rows)
+    assert all(len(row) == 1 for p in plans for row in p.rows) or pack
+
+
+def test_replan_after_batch_size_change_loses_and_repeats_nothing(data_dir):
+    index = build_index(data_dir)
+    kw = dict(seed=5, buckets=(512, 1024), pack=False, chunk_songs=4)
+    first = plan_epoch(index, DataPosition(), batch_size=1, **kw)
+    pos = DataPosition()
+    for p in first[:3]:
+        pos = pos.advance(p)
+    rest = plan_epoch(index, pos, batch_size=2, **kw)
+    songs = [s for p in first[:3] for s in p.songs] + [s for p in rest for s in p.songs]
+    assert sorted(songs) == list(range(len(index)))
+
+
+def _batches(dataset, workers):
+    return [b for b, _ in make_loader(dataset, 1, workers)]
+
+
+def test_loader_output_is_independent_of_workers(data_dir):
+    index = build_index(data_dir)
+    plans = plan_epoch(index, DataPosition(), seed=2, batch_size=2, buckets=(256, 512),
+                       pack=True, chunk_songs=8)
+    dataset = PlanDataset(index, plans, 512, seed=2)
+    a, b = _batches(dataset, 0), _batches(dataset, 2)
+    assert len(a) == len(plans) - 1
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x.ids, y.ids) and torch.equal(x.targets, y.targets)
+    for plan, batch in zip(plans[1:], a, strict=True):
+        assert batch.shape == (2, 512)
+        assert (batch.targets[plan.n_real :] == IGNORE).all()
+        assert batch.doc.max() == max(len(r) for r in plan.rows) - 1
+
+
+def test_crop_of_a_bar_longer_than_the_budget_keeps_every_track(encodings):
+    enc = encodings["miditok_multitrack_drums.mid"]
+    out = crop(enc, 25, np.random.default_rng(0))  # every bar of this song has >= 13 tokens
+    assert len(out.ids) <= 25 and out.n_bars == 1
+    bar_tokens = out.track[out.type == Family.BAR]
+    assert set(bar_tokens.tolist()) == set(range(1, enc.n_tracks + 1))  # each track's bar
