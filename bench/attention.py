@@ -4,8 +4,12 @@ against dense causal SDPA, on real multitrack songs, with block densities.
     python bench/attention.py [--device cpu|cuda] [--json OUT]
 
 CPU: forward only (flex has no CPU backward). CUDA: forward + backward, bf16.
-density = non-empty blocks / causal blocks of T (summary rows and columns included);
-rr_density = the regular x regular part only; mask_s = building layout + BlockMask.
+density = non-empty blocks / causal blocks of T (summary rows and columns included), split
+into quadrants: rr (regular queries x regular keys), rs (regular x summary), sr (summary x
+regular), ss (summary x summary); bound = the least density any key order could reach with
+these query blocks (each block reads at least the union of its rows' keys); summ = summary
+slot order; mask_s = building layout + BlockMask. Default blocks: 128 and 64 (the CUDA
+sizes) and, on CPU, 16 (ModelConfig.cpu_block_size).
 """
 
 from __future__ import annotations
@@ -24,16 +28,28 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from common import load_songs, print_table, real_batch, timeit, write_json  # noqa: E402
 
-from meloformer.model.attention import build_masks, flex_compiled  # noqa: E402
+from meloformer.model.attention import (  # noqa: E402
+    build_masks,
+    flex_block_size,
+    flex_compiled,
+    summary_order,
+)
+from meloformer.model.blocks import segment_dense_mask  # noqa: E402
 from meloformer.model.config import ModelConfig  # noqa: E402
+from meloformer.model.masks import mask_features, meloformer_mask  # noqa: E402
 
 COLUMNS = [
     "T",
     "block",
+    "summ",
     "L",
     "mask_s",
     "density",
-    "rr_density",
+    "bound",
+    "rr",
+    "rs",
+    "sr",
+    "ss",
     "full",
     "flex_s",
     "sdpa_s",
@@ -51,16 +67,33 @@ def sparse_mask(batch, cfg: ModelConfig):
 
 
 def densities(block_mask, T: int, block: int) -> dict:
-    """Non-empty and full blocks relative to the causal blocks of T."""
+    """Non-empty and full blocks relative to the causal blocks of T, with the quadrants
+    (regular rows/columns are the first T // block blocks; T is a multiple of block)."""
     nb = -(-T // block)
     causal = nb * (nb + 1) / 2
     dense = block_mask.to_dense()[0, 0].bool()
-    full = int(block_mask.full_kv_num_blocks.sum())
-    return {
-        "density": float(dense.sum()) / causal,
-        "rr_density": float(dense[:nb, :nb].sum()) / causal,
-        "full": full,
+    quadrants = {
+        "rr": dense[:nb, :nb],
+        "rs": dense[:nb, nb:],
+        "sr": dense[nb:, :nb],
+        "ss": dense[nb:, nb:],
     }
+    out = {name: float(part.sum()) / causal for name, part in quadrants.items()}
+    return out | {
+        "density": float(dense.sum()) / causal,
+        "full": int(block_mask.full_kv_num_blocks.sum()),
+    }
+
+
+def key_bound(lay, cfg: ModelConfig, T: int, block: int) -> float:
+    """Lower bound on `density` for this query blocking: every query block must read at
+    least the union of its rows' allowed keys, even if keys could be packed perfectly per
+    query block. Sum of union sizes x block / causal area of T (same unit as density)."""
+    mask = segment_dense_mask(meloformer_mask(lay, cfg), mask_features(lay, cfg), lay.clock)
+    rows = mask[0, 0]  # (L, L) in execution order
+    keys = sum(int(rows[q0 : q0 + block].any(0).sum()) for q0 in range(0, lay.length, block))
+    nb = T // block
+    return keys * block / (nb * (nb + 1) / 2 * block * block)
 
 
 def time_pair(lay, block_mask, cfg: ModelConfig, T: int, args) -> dict:
@@ -99,7 +132,8 @@ def survey(songs, T: int, cfg: ModelConfig, device: str) -> dict:
     for song in songs:
         if len(song) >= T:
             lay, blocks = sparse_mask(real_batch([song], T, device), cfg)
-            values.append(densities(blocks, T, cfg.block_size)["density"])
+            block = flex_block_size(cfg, device)
+            values.append(densities(blocks, T, block)["density"])
     if not values:
         return {}
     return {"dens_mean": statistics.mean(values), "dens_min": min(values), "dens_max": max(values)}
@@ -143,13 +177,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--lengths", type=int, nargs="+", default=[2048, 4096, 8192, 16384])
-    parser.add_argument("--blocks", type=int, nargs="+", default=[128, 64])
+    parser.add_argument("--blocks", type=int, nargs="+", help="default: 128 64 (+16 on CPU)")
     parser.add_argument("--size", default="base", help="model size whose heads are used")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bound-max", type=int, default=8192, help="key bound up to this T")
     parser.add_argument("--model", help="also time a training step of this model size")
     parser.add_argument("--model-length", type=int, default=8192)
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
+    # One compiled graph per (length, block) row: past dynamo's default limit of 8, flex
+    # would silently fall back to eager (unfused, and far slower) for the later rows.
+    torch._dynamo.config.recompile_limit = 64
+    args.blocks = args.blocks or ([128, 64] if args.device == "cuda" else [128, 64, 16])
     songs = load_songs()
     rows, model_rows = [], []
     for T in args.lengths:
@@ -170,11 +209,14 @@ def main() -> None:
 
 def attention_row(songs, batch, T: int, block: int, args) -> dict:
     """Mask build time, densities and timings of one (length, block size)."""
-    cfg = ModelConfig.from_name(args.size, block_size=block)
+    cfg = ModelConfig.from_name(args.size, block_size=block, cpu_block_size=block)
     start = time.perf_counter()
     lay, block_mask = sparse_mask(batch, cfg)
-    row = {"T": T, "block": block, "L": lay.length, "mask_s": time.perf_counter() - start}
+    row = {"T": T, "block": block, "summ": summary_order(cfg, block), "L": lay.length}
+    row["mask_s"] = time.perf_counter() - start
     row |= densities(block_mask, T, block)
+    if args.bound_max >= T:
+        row["bound"] = key_bound(lay, cfg, T, block)
     row |= time_pair(lay, block_mask, cfg, T, args)
     return row | survey(songs, T, cfg, args.device)
 

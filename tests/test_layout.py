@@ -15,7 +15,15 @@ from meloformer.hid.encoding import META_FIELDS, Encoding
 from meloformer.hid.vocab import BOS, EOS, Family, Vocab
 from meloformer.model.batch import IGNORE, PAD_DOC, Batch
 from meloformer.model.cells import find_cells
-from meloformer.model.layout import BODY, HEADER, PAD, SUMMARY, bar_major_perm, build_layout
+from meloformer.model.layout import (
+    BODY,
+    HEADER,
+    PAD,
+    SUMMARY,
+    bar_major_perm,
+    build_layout,
+    summary_slots,
+)
 
 VOCAB = Vocab()
 MULTITRACK = [
@@ -134,6 +142,27 @@ def test_bar_major_perm_orders_documents_headers_bars():
         body = rows[n_head:]
         key = bar[body] * 100 + track[body]
         assert (key.diff() >= 0).all()  # then bar-major, tracks in order within a bar
+
+
+@pytest.mark.parametrize("order", ["bar", "track"])
+def test_summary_slot_orders(order):
+    """Slots hold every summarised cell once, sorted by (doc, bar, track) or (doc, track, bar);
+    padding slots come last."""
+    a, b = synthetic_song(7, n_tracks=3, n_bars=4), synthetic_song(8, n_tracks=2, n_bars=3)
+    batch = Batch.from_encodings([[a, b], [b]])
+    cells = find_cells(batch)
+    slot_cell, valid = summary_slots(cells, order)
+    for r in range(2):
+        n = int(cells.summarised[r].sum())
+        assert valid[r, :n].all() and not valid[r, n:].any()
+        cell = slot_cell[r, :n]
+        assert sorted(cell.tolist()) == cells.summarised[r].nonzero().flatten().tolist()
+        doc, track, bar = cells.doc[r, cell], cells.track[r, cell], cells.bar[r, cell]
+        minor, major = (track, bar) if order == "bar" else (bar, track)
+        key = (doc * 1000 + major) * 1000 + minor
+        assert (key.diff() > 0).all()
+    with pytest.raises(ValueError, match="order"):
+        summary_slots(cells, "hid")
 
 
 def test_layout_tables():

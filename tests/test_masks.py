@@ -131,10 +131,12 @@ def check_hid_order(batch: Batch, cfg: ModelConfig) -> None:
     assert torch.equal(fast, want)
 
 
-def check_block_mask(batch: Batch, cfg: ModelConfig, block: int) -> None:
+def check_block_mask(batch: Batch, cfg: ModelConfig, block: int, summaries: str = "bar") -> None:
     """The bar-major BlockMask equals the oracle's blocks (non-empty and full)."""
     cells = find_cells(batch, summarize_empty=cfg.summarize_empty)
-    lay = build_layout(batch, cells, True, block, conductor_first=cfg.conductor_full)
+    lay = build_layout(
+        batch, cells, True, block, conductor_first=cfg.conductor_full, summary_order=summaries
+    )
     want = torch.from_numpy(oracle(batch, cfg, slot_keys(lay, cells)))
     T, L = lay.n_regular, lay.length
     order = torch.cat([lay.perm, torch.arange(T, L).expand(len(lay.perm), -1)], dim=1)
@@ -158,8 +160,9 @@ def test_mask_matches_oracle_synthetic(name):
 
 
 @pytest.mark.parametrize("name", ["default", "ss-history", "type-rule", "conductor"])
-def test_block_mask_matches_oracle_synthetic(name):
-    check_block_mask(synthetic_batch(), CONFIGS[name], block=16)
+@pytest.mark.parametrize("summaries", ["bar", "track"])
+def test_block_mask_matches_oracle_synthetic(name, summaries):
+    check_block_mask(synthetic_batch(), CONFIGS[name], block=16, summaries=summaries)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -176,7 +179,7 @@ def test_random_layouts(seed):
     ]
     batch = Batch.from_encodings(rows)
     check_hid_order(batch, ModelConfig(cross_window=int(rng.integers(0, 3))))
-    check_block_mask(batch, ModelConfig(), block=8)
+    check_block_mask(batch, ModelConfig(), block=8, summaries=("bar", "track")[seed % 2])
 
 
 def test_mask_matches_oracle_real_songs():
@@ -184,6 +187,7 @@ def test_mask_matches_oracle_real_songs():
     batch = Batch.from_encodings([songs[:2], songs[2:3] or songs[:1]])
     check_hid_order(batch, ModelConfig())
     check_block_mask(batch, ModelConfig(), block=32)
+    check_block_mask(batch, ModelConfig(), block=16, summaries="track")  # the CPU flex layout
 
 
 def test_no_future_track_leaks():

@@ -100,6 +100,8 @@ def test_config_and_input_errors():
         ModelConfig.from_name("small", n_layers=3)
     with pytest.raises(ValueError, match="attention"):
         ModelConfig(attention="sparse")
+    with pytest.raises(ValueError, match="summary_order"):
+        ModelConfig(summary_order="hid")
     cfg = ModelConfig.from_name("base", n_layer=2)
     assert (cfg.head_dim, cfg.intermediate_size, cfg.n_kv_head) == (64, 1536, 4)
     model = MeloFormer(ModelConfig.from_name("small", n_layer=1, max_tracks=3))

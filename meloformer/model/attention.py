@@ -37,6 +37,20 @@ def resolve_executor(attention: str, device: torch.device) -> str:
     return "flex" if torch.device(device).type == "cuda" else "sdpa"
 
 
+def flex_block_size(cfg: ModelConfig, device: torch.device | str) -> int:
+    """The flex block size on a device: cfg.block_size on CUDA (the Triton tile),
+    cfg.cpu_block_size elsewhere (the CPU kernel pays per non-empty block area)."""
+    return cfg.block_size if torch.device(device).type == "cuda" else cfg.cpu_block_size
+
+
+def summary_order(cfg: ModelConfig, block: int) -> str:
+    """The summary slot order for a block size: cfg.summary_order, "auto" resolved to
+    "track" for blocks <= 32 and "bar" above (measured crossover, docs/model.md)."""
+    if cfg.summary_order != "auto":
+        return cfg.summary_order
+    return "track" if block <= 32 else "bar"
+
+
 @torch.no_grad()
 def build_masks(
     batch: Batch, cfg: ModelConfig, executor: str
@@ -45,9 +59,11 @@ def build_masks(
 
     Args:
         batch: the Batch.
-        cfg: the rules (offsets, window, options), block size and length bucket.
-        executor: "flex" (bar-major, bucketed, BlockMask), "sdpa" (HID order, dense bool
-            mask (B, 1, L, L)) or "dense" (HID order, regular tokens only, no mask).
+        cfg: the rules (offsets, window, options), block sizes, summary order and length
+            bucket.
+        executor: "flex" (bar-major, bucketed, BlockMask of flex_block_size on the batch's
+            device), "sdpa" (HID order, dense bool mask (B, 1, L, L)) or "dense" (HID order,
+            regular tokens only, no mask).
 
     Returns:
         (layout, block_mask or None, dense mask or None).
@@ -55,13 +71,21 @@ def build_masks(
     cells = find_cells(batch, summarize_empty=cfg.summarize_empty)
     if executor == "dense":
         return build_layout(batch, cells), None, None
-    flex = executor == "flex"
-    multiple = math.lcm(cfg.block_size, cfg.length_bucket) if flex else 8
-    lay = build_layout(batch, cells, cfg.bar_major and flex, multiple, cfg.conductor_full)
+    if executor != "flex":
+        lay = build_layout(batch, cells, multiple=8)
+        mask_mod, features = meloformer_mask(lay, cfg), mask_features(lay, cfg)
+        return lay, None, segment_dense_mask(mask_mod, features, lay.clock)
+    block = flex_block_size(cfg, batch.device)
+    lay = build_layout(
+        batch,
+        cells,
+        bar_major=cfg.bar_major,
+        multiple=math.lcm(block, cfg.length_bucket),
+        conductor_first=cfg.conductor_full,
+        summary_order=summary_order(cfg, block),
+    )
     mask_mod, features = meloformer_mask(lay, cfg), mask_features(lay, cfg)
-    if flex:
-        return lay, segment_block_mask(mask_mod, features, lay.clock, cfg.block_size), None
-    return lay, None, segment_dense_mask(mask_mod, features, lay.clock)
+    return lay, segment_block_mask(mask_mod, features, lay.clock, block), None
 
 
 @dataclass(frozen=True)

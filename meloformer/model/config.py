@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 
 ATTENTION_KINDS = ("auto", "flex", "sdpa", "dense")
+SUMMARY_ORDERS = ("auto", "bar", "track")
 
 # Named sizes (layers / width / heads / kv heads); head_dim is 64 in all of them.
 MODEL_SIZES: dict[str, dict[str, int]] = {
@@ -67,9 +68,18 @@ class ModelConfig:
     """Executor: flex (compiled FlexAttention), sdpa (dense boolean mask), dense (plain causal
     baseline, no summaries), auto (flex on CUDA, sdpa on CPU where flex has no backward)."""
     block_size: int = 128
-    """FlexAttention block size (queries and keys)."""
+    """FlexAttention block size (queries and keys) on CUDA. 128 is the Triton tile; 64 trains
+    only with max_autotune (docs/model.md)."""
+    cpu_block_size: int = 16
+    """FlexAttention block size on CPU (forward only). The CPU kernel pays per non-empty
+    block area, and at 8192 tokens 16-blocks cover 0.20 of causal, 128-blocks 0.59."""
+    summary_order: str = "auto"
+    """Summary slots of the flex call in (bar, track) or (track, bar) order; "auto": track
+    order for blocks <= 32 (a query block then holds one or two tracks and RS reads a prefix),
+    bar order above."""
     bar_major: bool = True
-    """Run flex on tokens gathered into bar-major order (about halves the non-empty blocks)."""
+    """Run flex on tokens gathered into bar-major order (at 8192 tokens: density 0.59 vs 0.62
+    in HID order with 128-blocks, 0.20 vs 0.21 with 16-blocks)."""
     length_bucket: int = 512
     """Regular + summary length is padded to a multiple of this (one compile per bucket)."""
     head_dim: int = field(init=False, default=0)
@@ -77,6 +87,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_KINDS:
             raise ValueError(f"ModelConfig.attention: {self.attention!r} not in {ATTENTION_KINDS}")
+        if self.summary_order not in SUMMARY_ORDERS:
+            raise ValueError(
+                f"ModelConfig.summary_order: {self.summary_order!r} not in {SUMMARY_ORDERS}"
+            )
         if self.n_embd % self.n_head:
             raise ValueError(f"ModelConfig: n_embd {self.n_embd} not divisible by n_head")
         if self.n_head % self.n_kv_head:

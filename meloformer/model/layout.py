@@ -10,7 +10,8 @@ Vocabulary (per batch row):
   HID position i -> 2i; the summary of a cell whose last token is at i -> 2i + 1 (complete
   right after its last token, visible strictly later).
 - execution order: where each query/key row sits in the attention call: regular tokens (HID
-  order, or bar-major when `perm` is set), then the summary slots, then padding slots.
+  order, or bar-major when `perm` is set), then the summary slots ((bar, track) or
+  (track, bar) order), then padding slots.
 """
 
 from __future__ import annotations
@@ -70,13 +71,27 @@ class Layout:
         return self.length - self.n_regular
 
 
-def summary_slots(cells: Cells) -> tuple[torch.Tensor, torch.Tensor]:
-    """The summarised cells in bar-major order (document, bar, track).
+def summary_slots(cells: Cells, order: str = "bar") -> tuple[torch.Tensor, torch.Tensor]:
+    """The summarised cells in (document, bar, track) or (document, track, bar) order.
+
+    Args:
+        cells: find_cells(batch).
+        order: "bar" or "track". A token of track t in bar b reads the summaries of every
+            earlier track and of its own track's bars < b (minus the cells it sees note by
+            note): in track order that is a prefix of the slots, so small query blocks (one
+            or two tracks) read few summary blocks; a block holding every track reads them
+            all in either order, and bar order keeps SR (a block of summaries reads its
+            cells) local to a few bar-major slices.
 
     Returns:
         cell (B, S) int64 and valid (B, S) bool; S = the most summarised cells in a row.
     """
-    key = (cells.doc * MAX_BARS + cells.bar) * MAX_TRACKS + cells.track
+    if order not in ("bar", "track"):
+        raise ValueError(f"summary order {order!r}: expected 'bar' or 'track'")
+    if order == "bar":
+        key = (cells.doc * MAX_BARS + cells.bar) * MAX_TRACKS + cells.track
+    else:
+        key = (cells.doc * MAX_TRACKS + cells.track) * MAX_BARS + cells.bar
     key = torch.where(cells.summarised, key, torch.iinfo(torch.int64).max)
     order = key.argsort(dim=1, stable=True)
     S = max(int(cells.summarised.sum(1).max()), 1)
@@ -107,6 +122,7 @@ def build_layout(
     bar_major: bool = False,
     multiple: int = 1,
     conductor_first: bool = False,
+    summary_order: str = "bar",
 ) -> Layout:
     """The per-row lookup tables of one batch, in execution order.
 
@@ -116,12 +132,13 @@ def build_layout(
         bar_major: put the regular tokens in bar-major order (`perm`) instead of HID order.
         multiple: pad L = T + S up to a multiple of this (static shapes for compiled flex).
         conductor_first: bar-major order starts with the whole conductor (conductor_full).
+        summary_order: "bar" or "track" order of the summary slots (see summary_slots).
 
     Returns:
         The Layout, on the batch's device.
     """
     B, T = batch.shape
-    slot_cell, slot_valid = summary_slots(cells)
+    slot_cell, slot_valid = summary_slots(cells, summary_order)
     S = slot_cell.shape[1]
     L = -(-(T + S) // multiple) * multiple
     pad_slots = L - T - S
