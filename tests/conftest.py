@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,3 +43,38 @@ def corpus() -> Path:
 def fixture_midis() -> list[Path]:
     """The few real MIDI files shipped in tests/fixtures (licenses beside them)."""
     return sorted(FIXTURES.glob("*.mid"))
+
+
+def run_cmd(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run a command; fail the test with its output when it exits non-zero."""
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture
+def clone(tmp_path) -> tuple[Path, dict[str, str]]:
+    """A git repo holding what a fresh clone would (tracked and not-ignored files), committed.
+
+    Returns (root, env) with env pointing PATH at this interpreter's venv.
+    """
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    repo = tmp_path / "repo"
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1",
+    }  # fmt: skip
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "x"]):
+        run_cmd(cmd, repo, env)
+    return repo, env
