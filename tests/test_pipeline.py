@@ -109,3 +109,20 @@ def test_prefect_pipeline_writes_the_dvc_outs(clone, monkeypatch):
     for path in dvc_outs(root):
         assert path.exists(), path
     shutil.rmtree(root / "models")  # keep tmp small
+
+
+def test_serve_registers_a_scheduled_deployment(monkeypatch):
+    """`python -m flows.pipeline --serve --cron ...` hands the schedule to flow.serve."""
+    from prefect.flows import Flow
+
+    import flows.pipeline as pipeline_module
+
+    seen: dict = {}
+    monkeypatch.setattr(Flow, "serve", lambda self, **kw: seen.update(kw, flow=self.name))
+    pipeline_module.main(["--serve", "--cron", "0 3 * * *", "--params", str(REPO / "params.yaml")])
+    assert seen == {
+        "flow": "pipeline",
+        "name": "meloformer-nightly",
+        "cron": "0 3 * * *",
+        "parameters": {"params_file": str(REPO / "params.yaml")},
+    }
