@@ -78,3 +78,17 @@ def clone(tmp_path) -> tuple[Path, dict[str, str]]:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "x"]):
         run_cmd(cmd, repo, env)
     return repo, env
+
+
+@pytest.fixture
+def one_thread():
+    """Decoding runs tiny ops: one torch thread avoids oversubscribing a shared CPU.
+
+    Restores the thread count afterwards (the generate CLI sets it too, via --threads).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

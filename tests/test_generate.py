@@ -33,13 +33,7 @@ VOCAB = vocab_for(HIDConfig())
 TINY = dict(n_layer=2, n_embd=64, n_head=4, n_kv_head=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Decoding runs tiny ops: one thread avoids oversubscribing a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ from meloformer.train.checkpoint import model_config_dict, save_checkpoint
 VOCAB = vocab_for(HIDConfig())
 
 
-@pytest.fixture(autouse=True)
-def keep_threads():
-    """The CLI sets torch's CPU threads (--threads, default 1): restore them after each test."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ from meloformer.model import MeloFormer, ModelConfig
 VOCAB = vocab_for(HIDConfig())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Decoding runs tiny ops: one thread avoids oversubscribing a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def draw(logits, allowed, cfg, n=400, seed=0) -> np.ndarray:
