@@ -52,7 +52,9 @@ def detect_chords(starts, bar, pos, pitch, dur, vocab: Vocab) -> np.ndarray:
     hist = bar_histograms(starts, bar, pos, pitch, dur)
     total = hist.sum(axis=1, keepdims=True)
     share = hist / np.maximum(total, 1)
-    inside = share @ _TEMPLATES.T
+    # Elementwise products, not `@`: a BLAS call here would start BLAS threads in every
+    # preprocessing worker, and two workers on two cores then fight over them (1.25x -> 1.9x).
+    inside = (share[:, None, :] * _TEMPLATES[None, :, :]).sum(axis=2)  # (n_bars, 132)
     silent = (_TEMPLATES[None, :, :] * (share[:, None, :] == 0)).sum(axis=2)
     score = 2 * inside - 1 - _MISSING_PENALTY * silent  # inside - outside - penalty
     best = score.argmax(axis=1) + 1

@@ -6,6 +6,7 @@ Shared by the encoder (what HID writes) and the decoder (where a bar starts in t
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -73,8 +74,14 @@ def bin_uspq(k: int, vocab: Vocab) -> int:
 
 def velocity_bins(vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
     """(bin of each velocity 0..127, velocity written for each bin = middle of the bin)."""
-    n = vocab.config.velocity_bins
+    return _velocity_tables(vocab.config.velocity_bins)
+
+
+@lru_cache(maxsize=8)
+def _velocity_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
     vel = np.arange(128)
     bins = np.maximum(vel - 1, 0) * n // 127
     mids = np.array([int(np.median(vel[1:][bins[1:] == b])) for b in range(n)], dtype=np.int32)
-    return bins.astype(np.int32), mids
+    bins = bins.astype(np.int32)
+    bins.flags.writeable = mids.flags.writeable = False  # shared by every caller
+    return bins, mids
