@@ -53,7 +53,7 @@ class PlanDataset(Dataset):
 
 
 def _first(item):
-    """collate_fn: items are already batches (module-level, so loader worker processes can import it by name)."""
+    """collate_fn: items are already batches (module-level: loader workers import it by name)."""
     return item
 
 
