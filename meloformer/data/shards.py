@@ -86,6 +86,11 @@ def rejects_file(shard_dir: Path, shard: int) -> Path:
     return Path(shard_dir) / f"{shard_name(shard)}.rejects.parquet"
 
 
+def songs_files(shard_dir: Path) -> list[Path]:
+    """Every songs file in shard_dir, in shard order (rejects and temp files excluded)."""
+    return sorted(Path(shard_dir).glob("shard-*[0-9].parquet"))
+
+
 def shard_of(path: Path) -> int:
     """Shard index from a shard file name (songs or rejects)."""
     return int(Path(path).name.split(".")[0].split("-")[1])

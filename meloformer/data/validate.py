@@ -30,7 +30,14 @@ from meloformer.data.checks import song_checks
 from meloformer.data.config import SPLITS, ValidateConfig
 from meloformer.data.preprocess import META_FILE, REJECTS_FILE
 from meloformer.data.report import Outcome, ValidationFailed, ValidationReport, outcomes
-from meloformer.data.shards import LIST_FIELDS, ROW_GROUP_SONGS, SHARD_DIR, read_key, song_schema
+from meloformer.data.shards import (
+    LIST_FIELDS,
+    ROW_GROUP_SONGS,
+    SHARD_DIR,
+    read_key,
+    song_schema,
+    songs_files,
+)
 from meloformer.hid.config import HIDConfig
 from meloformer.hid.vocab import BOS, EOS, Vocab
 
@@ -147,10 +154,10 @@ def corpus_tables(
     """Small tables about the whole corpus: songs (hash, split), splits, rejects, shards.
 
     A split's allowed deviation is `tolerance` plus SPLIT_SIGMAS binomial standard errors, so a
-    corpus of 75 songs is not failed by chance while a large one is held to `tolerance`.
+    small corpus is not failed by chance while a large one is held to `tolerance`.
     """
     meta = json.loads((processed / META_FILE).read_text())
-    files = sorted((processed / SHARD_DIR).glob("shard-*[0-9].parquet"))
+    files = songs_files(processed / SHARD_DIR)
     songs = pd.concat(
         [pq.read_table(f, columns=["hash", "split"]).to_pandas() for f in files]
         or [pd.DataFrame(columns=["hash", "split"])]
@@ -240,7 +247,7 @@ def validate(
     suites = {"shard/columns": column_suite(hid), "shard/songs": song_suite(vocab)}
     v = _Validator(suites | {f"corpus/{name}": exps for name, exps in corpus.items()})
     found: list[Outcome] = []
-    for path in sorted((processed / SHARD_DIR).glob("shard-*[0-9].parquet")):
+    for path in songs_files(processed / SHARD_DIR):
         found += validate_shard(v, path, vocab)
     for name in corpus:
         found += v.run(f"corpus/{name}", tables[name], f"corpus/{name}")

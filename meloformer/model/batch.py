@@ -8,25 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Protocol
 
 import numpy as np
 import torch
 
+from meloformer.hid.encoding import META_FIELDS, Encoding
+
 PAD_ID = 0  # the vocabulary's PAD token
 PAD_DOC = -1  # `doc` value of padding positions
 IGNORE = -100  # `targets` value the loss skips (F.cross_entropy's ignore_index)
-
-
-class EncodingLike(Protocol):
-    """What `Batch.from_encodings` reads from a song (meloformer.hid.encoding.Encoding fits)."""
-
-    ids: np.ndarray
-    track: np.ndarray
-    bar: np.ndarray
-    type: np.ndarray
-    pos: np.ndarray
-    program: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -87,7 +77,7 @@ class Batch:
 
     @classmethod
     def from_encodings(
-        cls, rows: Sequence[Sequence[EncodingLike]], length: int | None = None
+        cls, rows: Sequence[Sequence[Encoding]], length: int | None = None
     ) -> Batch:
         """Pack songs into rows and pad the rows to one length.
 
@@ -120,16 +110,16 @@ class Batch:
         return cls(**out)
 
 
-def _pack_row(songs: Sequence[EncodingLike], row: int) -> dict[str, np.ndarray]:
+def _pack_row(songs: Sequence[Encoding], row: int) -> dict[str, np.ndarray]:
     """Concatenate the songs of one row; doc ids and in-document next-token targets."""
     if not songs:
         raise ValueError(f"Batch.from_encodings: row {row} holds no song")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in _META + ("ids", "doc", "targets")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in META_FIELDS + ("ids", "doc", "targets")}
     for d, song in enumerate(songs):
         ids = np.asarray(song.ids, dtype=np.int64)
         if ids.ndim != 1 or len(ids) == 0:
             raise ValueError(f"Batch.from_encodings: row {row} song {d}: ids empty or not 1-D")
-        for name in _META:
+        for name in META_FIELDS:
             meta = np.asarray(getattr(song, name), dtype=np.int64)
             if meta.shape != ids.shape:
                 raise ValueError(
@@ -142,6 +132,3 @@ def _pack_row(songs: Sequence[EncodingLike], row: int) -> dict[str, np.ndarray]:
         # Next-token targets never cross into the next packed song.
         parts["targets"].append(np.append(ids[1:], IGNORE))
     return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-_META = ("track", "bar", "type", "pos", "program")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from meloformer.data.shards import LIST_FIELDS, SHARD_DIR
+from meloformer.data.shards import LIST_FIELDS, SHARD_DIR, songs_files
 from meloformer.hid.encoding import Encoding
 
 COUNT_FIELDS = ("n_bars", "n_tracks", "n_notes")
@@ -45,7 +45,7 @@ def song_files(data_dir: Path) -> list[Path]:
     """Songs files under `data_dir` (either the processed dir or its shards/ subdir)."""
     data_dir = Path(data_dir)
     shard_dir = data_dir / SHARD_DIR if (data_dir / SHARD_DIR).is_dir() else data_dir
-    files = sorted(p for p in shard_dir.glob("shard-*.parquet") if ".rejects" not in p.name)
+    files = songs_files(shard_dir)
     if not files:
         raise ShardError(f"{data_dir}: no shard-*.parquet songs files")
     return files
