@@ -4,6 +4,7 @@ non-finite guard, out-of-memory back-off, optimizer groups and the LR schedule."
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,8 +14,9 @@ from meloformer.model.transformer import MeloFormer
 from meloformer.train import TooManyBadSteps, load_checkpoint, model_config_from, train
 from meloformer.train import loop as loop_module
 from meloformer.train.config import PRESETS, TrainConfig, preset_config
+from meloformer.train.dist import DistInfo
 from meloformer.train.optim import param_groups
-from meloformer.train.phases import phase_at
+from meloformer.train.phases import Phase, phase_at
 from meloformer.train.schedule import lr_at
 
 
@@ -76,6 +78,15 @@ def test_out_of_memory_halves_the_micro_batch(data_dir, tmp_path, monkeypatch):
     assert summary["steps"] == 3 and calls[:2] == [2, 1]
     log = (tmp_path / "train.log").read_text()
     assert "CUDA out of memory: batch_size 2 → 1, gradient_accumulation_steps 1 → 2" in log
+
+
+def test_out_of_memory_under_ddp_stops_with_a_clear_error():
+    # One rank cannot re-plan while the others wait in the step's all-reduce: it must stop
+    # (torchrun then stops the job) rather than halve alone and hang.
+    run = SimpleNamespace(info=DistInfo(rank=1, world=2), step=7)
+    phase = Phase(index=2, batch_size=4, accum=2, num_workers=0)
+    with pytest.raises(torch.OutOfMemoryError, match="rank 1 at step 7 .batch_size 4. under DDP"):
+        loop_module._Run._on_oom(run, phase)
 
 
 def test_no_weight_decay_on_norms_and_embeddings():

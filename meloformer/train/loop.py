@@ -159,7 +159,17 @@ class _Run:
                           self.dev, self.info.world)
 
     def _on_oom(self, phase):
-        """Halve the micro-batch (doubling accumulation) and re-plan from the step's start."""
+        """Halve the micro-batch (doubling accumulation) and re-plan from the step's start.
+
+        Under DDP the job stops instead: the other ranks are already waiting in this step's
+        gradient all-reduce, so one rank cannot re-plan alone (it would hang the job). The
+        error reaches torchrun, which stops every rank; resume with a smaller batch_size.
+        """
+        if self.info.world > 1:
+            raise torch.OutOfMemoryError(
+                f"out of memory on rank {self.info.rank} at step {self.step} (batch_size "
+                f"{phase.batch_size}) under DDP: ranks cannot halve the batch mid-step; "
+                "resume from the last checkpoint with a smaller train.batch_size")
         self.optimizer.zero_grad(set_to_none=True)
         torch.cuda.empty_cache()
         if phase.batch_size == 1:
