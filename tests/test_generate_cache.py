@@ -40,10 +40,16 @@ def cached_logits(model, songs, prefill: int, static: bool = False) -> torch.Ten
     out = []
     for lo, hi in [(0, prefill)] + [(i, i + 1) for i in range(prefill, L)]:
         decode = static and lo >= prefill
-        rows = build_rows(trackers, ids[:, lo:hi], meta[:, lo:hi], lo, cache.geometry,
-                          summaries=not cache.dense,
-                          summarize_empty=model.cfg.summarize_empty,
-                          summary_rows=int(decode and not cache.dense))
+        rows = build_rows(
+            trackers,
+            ids[:, lo:hi],
+            meta[:, lo:hi],
+            lo,
+            cache.geometry,
+            summaries=not cache.dense,
+            summarize_empty=model.cfg.summarize_empty,
+            summary_rows=int(decode and not cache.dense),
+        )
         out.append(extend(model, cache, rows, full_range=decode))
     return torch.cat(out, dim=1)
 
@@ -55,9 +61,10 @@ def cached_logits(model, songs, prefill: int, static: bool = False) -> torch.Ten
         ({}, True),
         ({"summary_track_history": True, "type_rule": True}, False),
         ({"summarize_empty": True, "fine_offsets": (1, 2), "cross_window": 0}, False),
+        ({"conductor_full": False}, False),
         ({"attention": "dense"}, False),
     ],
-    ids=["default", "static-shapes", "history+type", "empty+narrow", "dense"],
+    ids=["default", "static-shapes", "history+type", "empty+narrow", "conductor-window", "dense"],
 )
 def test_cached_decoding_matches_full_forward(options, static):
     # Two real multitrack songs cut to one length: 9 and 6 tracks, several bars each, so

@@ -115,7 +115,7 @@ CONFIGS = {
     "wide": ModelConfig(fine_offsets=(4,), cross_window=2),
     "empty-summaries": ModelConfig(summarize_empty=True, cross_window=2),
     "type-rule": ModelConfig(type_rule=True),
-    "conductor": ModelConfig(conductor_full=True),
+    "conductor-window": ModelConfig(conductor_full=False),
 }
 
 
@@ -159,7 +159,7 @@ def test_mask_matches_oracle_synthetic(name):
     check_hid_order(synthetic_batch(), CONFIGS[name])
 
 
-@pytest.mark.parametrize("name", ["default", "ss-history", "type-rule", "conductor"])
+@pytest.mark.parametrize("name", ["default", "ss-history", "type-rule", "conductor-window"])
 @pytest.mark.parametrize("summaries", ["bar", "track"])
 def test_block_mask_matches_oracle_synthetic(name, summaries):
     check_block_mask(synthetic_batch(), CONFIGS[name], block=16, summaries=summaries)

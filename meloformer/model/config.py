@@ -55,9 +55,11 @@ class ModelConfig:
     """Own-track bars seen note by note, as offsets back from the query's bar (Museformer)."""
     cross_window: int = 1
     """Bars b-w..b+w of tracks already written are seen note by note."""
-    conductor_full: bool = False
-    """RR option: instrument tokens see the whole conductor track note by note (not only bars
-    b-w..b+w); bar-major order then puts the conductor with the header."""
+    conductor_full: bool = True
+    """RR: instrument tokens see the whole conductor track (tempo, time signatures, chord
+    labels of every bar) note by note, as they see the header; bar-major order puts it with
+    the header (block density +0.00..0.01 at 8192). False: only its bars b-w..b+w, like any
+    earlier track, and the rest through summaries."""
     summary_track_history: bool = False
     """SS option: a summary also reads the earlier summaries of its own track."""
     summarize_empty: bool = False
