@@ -10,6 +10,12 @@ regular), ss (summary x summary); bound = the least density any key order could 
 these query blocks (each block reads at least the union of its rows' keys); summ = summary
 slot order; mask_s = building layout + BlockMask. Default blocks: 128 and 64 (the CUDA
 sizes) and, on CPU, 16 (ModelConfig.cpu_block_size).
+
+free_s / ceiling: the same flex call with every non-empty block marked full, so the kernel
+computes exactly the same tiles but never evaluates the mask_mod (the output is wrong; only the
+time matters). ceiling = sdpa_s / free_s is the most any cheaper mask_mod could give at this
+block density: the part of the target that the kernel, not the mask, decides. On by default
+on CPU; --ceiling on CUDA (one more compile per row, which bench/gpu.sh's budget leaves out).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from common import load_songs, print_table, real_batch, timeit, write_json  # noqa: E402
+from torch.nn.attention.flex_attention import BlockMask, noop_mask  # noqa: E402
 
 from meloformer.model.attention import (  # noqa: E402
     build_masks,
@@ -38,6 +45,7 @@ from meloformer.model.blocks import segment_dense_mask  # noqa: E402
 from meloformer.model.config import ModelConfig  # noqa: E402
 from meloformer.model.masks import mask_features, meloformer_mask  # noqa: E402
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 COLUMNS = [
     "T",
     "block",
@@ -54,6 +62,8 @@ COLUMNS = [
     "flex_s",
     "sdpa_s",
     "speedup",
+    "free_s",
+    "ceiling",
     "dens_mean",
     "dens_min",
     "dens_max",
@@ -96,9 +106,27 @@ def key_bound(lay, cfg: ModelConfig, T: int, block: int) -> float:
     return keys * block / (nb * (nb + 1) / 2 * block * block)
 
 
+def all_full(block_mask: BlockMask) -> BlockMask:
+    """The same non-empty blocks, every one marked full: the kernel runs the same tiles but
+    never calls the mask_mod (a timing device for the ceiling column, not a mask)."""
+    nonempty = block_mask.to_dense()[:, :1].bool()  # (B, 1, nq, nk)
+    counts = nonempty.sum(-1, dtype=torch.int32)
+    order = nonempty.to(torch.int8).argsort(dim=-1, descending=True, stable=True).to(torch.int32)
+    return BlockMask.from_kv_blocks(
+        torch.zeros_like(counts),
+        torch.zeros_like(order),
+        counts,
+        order,
+        BLOCK_SIZE=block_mask.BLOCK_SIZE,
+        mask_mod=noop_mask,
+        seq_lengths=block_mask.seq_lengths,
+    )
+
+
 def time_pair(lay, block_mask, cfg: ModelConfig, T: int, args) -> dict:
-    """Best time of flex (sparse) and causal SDPA on random q/k/v of the benchmark shape."""
-    dev, dtype = args.device, torch.bfloat16 if args.device == "cuda" else torch.float32
+    """Best times of flex (sparse), flex without mask evaluation (free) and causal SDPA on
+    random q/k/v of the benchmark shape."""
+    dev, dtype = args.device, DTYPES[args.dtype or ("bf16" if args.device == "cuda" else "fp32")]
     H, KV, D = cfg.n_head, cfg.n_kv_head, cfg.head_dim
     backward = dev == "cuda"
 
@@ -110,8 +138,8 @@ def time_pair(lay, block_mask, cfg: ModelConfig, T: int, args) -> dict:
 
     sparse, causal = tensors(lay.length), tensors(T)
 
-    def run_flex():
-        out = flex_compiled(*sparse, block_mask=block_mask, enable_gqa=True)
+    def run_flex(mask=block_mask):
+        out = flex_compiled(*sparse, block_mask=mask, enable_gqa=True)
         if backward:
             out.sum().backward()
 
@@ -123,7 +151,12 @@ def time_pair(lay, block_mask, cfg: ModelConfig, T: int, args) -> dict:
     repeats = args.repeats if T <= 8192 else max(1, args.repeats // 2)
     with torch.set_grad_enabled(backward):
         flex_s, sdpa_s = timeit(run_flex, repeats, dev), timeit(run_sdpa, repeats, dev)
-    return {"flex_s": flex_s, "sdpa_s": sdpa_s, "speedup": sdpa_s / flex_s, "backward": backward}
+        row = {"flex_s": flex_s, "sdpa_s": sdpa_s, "speedup": sdpa_s / flex_s}
+        if args.ceiling:
+            free = all_full(block_mask)
+            row["free_s"] = timeit(lambda: run_flex(free), repeats, dev)
+            row["ceiling"] = sdpa_s / row["free_s"]
+    return row | {"backward": backward}
 
 
 def survey(songs, T: int, cfg: ModelConfig, device: str) -> dict:
@@ -179,6 +212,12 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[2048, 4096, 8192, 16384])
     parser.add_argument("--blocks", type=int, nargs="+", help="default: 128 64 (+16 on CPU)")
     parser.add_argument("--size", default="base", help="model size whose heads are used")
+    parser.add_argument("--dtype", choices=DTYPES, help="default: bf16 on CUDA, fp32 on CPU")
+    parser.add_argument(
+        "--ceiling",
+        action=argparse.BooleanOptionalAction,
+        help="also time flex without mask evaluation (default: on CPU only)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bound-max", type=int, default=8192, help="key bound up to this T")
     parser.add_argument("--model", help="also time a training step of this model size")
@@ -188,6 +227,7 @@ def main() -> None:
     # One compiled graph per (length, block) row: past dynamo's default limit of 8, flex
     # would silently fall back to eager (unfused, and far slower) for the later rows.
     torch._dynamo.config.recompile_limit = 64
+    args.ceiling = args.device == "cpu" if args.ceiling is None else args.ceiling
     args.blocks = args.blocks or ([128, 64] if args.device == "cuda" else [128, 64, 16])
     songs = load_songs()
     rows, model_rows = [], []
@@ -197,7 +237,8 @@ def main() -> None:
             rows.append(attention_row(songs, batch, T, block, args))
             print_table(rows[-1:], COLUMNS)
             save(args, rows, model_rows)  # after every row: a timeout keeps what was measured
-    kind = "fwd+bwd bf16" if args.device == "cuda" else "fwd fp32"
+    dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
+    kind = f"fwd+bwd {dtype}" if args.device == "cuda" else f"fwd {dtype}"
     print(f"\nattention ({args.size} heads, {args.device}, {kind}):")
     print_table(rows, COLUMNS)
     if args.model:
