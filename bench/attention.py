@@ -234,7 +234,12 @@ def main() -> None:
     for T in args.lengths:
         batch = real_batch(songs, T, args.device)
         for block in args.blocks:
-            rows.append(attention_row(songs, batch, T, block, args))
+            try:
+                rows.append(attention_row(songs, batch, T, block, args))
+            except (RuntimeError, AssertionError, ValueError) as e:  # OOM, compile: go on
+                rows.append({"T": T, "block": block, "error": f"{type(e).__name__}: {e}"[:300]})
+                print(f"T={T} block={block}: {rows[-1]['error']}", file=sys.stderr)
+                continue
             print_table(rows[-1:], COLUMNS)
             save(args, rows, model_rows)  # after every row: a timeout keeps what was measured
     dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
@@ -277,7 +282,7 @@ def save(args, rows: list[dict], model_rows: list[dict]) -> None:
 
 def summary(rows: list[dict], model_rows: list[dict]) -> list[dict]:
     """Rows for bench/gpu.sh's final table: case, sparse, baseline, unit, speedup, density."""
-    unit = "s fwd+bwd" if rows and rows[0].get("backward") else "s fwd"
+    unit = "s fwd+bwd" if any(r.get("backward") for r in rows) else "s fwd"
     out = [
         {
             "bench": "attention",
@@ -288,6 +293,8 @@ def summary(rows: list[dict], model_rows: list[dict]) -> list[dict]:
             "speedup": r["speedup"],
             "density": r["density"],
         }
+        if "error" not in r
+        else {"bench": "attention", "case": f"T={r['T']} block={r['block']} {r['error']}"}
         for r in rows
     ]
     if model_rows:
