@@ -20,9 +20,35 @@ import yaml
 from meloformer.data.config import DiscoverConfig, PreprocessConfig, ValidateConfig
 from meloformer.evaluate.evaluate import EvaluateConfig
 from meloformer.generate.run import GenerateConfig
+from meloformer.model.config import ModelConfig
 from meloformer.train.config import TrainConfig
 
 PARAMS_FILE = Path("params.yaml")
+_MODEL = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """The `model:` section: the attention rules and executor, applied on top of `model_size`.
+
+    Each field is the ModelConfig field of the same name, with its default (docs/model.md
+    states the rules), so `dvc exp run -S model.cross_window=2` is an experiment.
+    """
+
+    attention: str = _MODEL["attention"]
+    fine_offsets: tuple[int, ...] = _MODEL["fine_offsets"]
+    cross_window: int = _MODEL["cross_window"]
+    conductor_full: bool = _MODEL["conductor_full"]
+    summary_track_history: bool = _MODEL["summary_track_history"]
+    summarize_empty: bool = _MODEL["summarize_empty"]
+    type_rule: bool = _MODEL["type_rule"]
+
+    def __post_init__(self) -> None:
+        self.config("small")  # ModelConfig checks the values (ValueError -> ParamsError)
+
+    def config(self, size: str) -> ModelConfig:
+        """The ModelConfig of named size `size` with these rules."""
+        return ModelConfig.from_name(size, **dataclasses.asdict(self))
 
 
 class ParamsError(ValueError):
@@ -37,6 +63,7 @@ class Params:
     """A MODEL_SIZES key (meloformer.model.config): small, base, large, xlarge."""
     preset: str | None = "cpu"
     """A meloformer.train.config.PRESETS key, or None; it overrides train's hardware keys."""
+    model: ModelSection = field(default_factory=ModelSection)
     discover: DiscoverConfig = field(default_factory=DiscoverConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)

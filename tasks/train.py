@@ -1,7 +1,7 @@
 """Stage train: phased training on the processed shards; checkpoint, logs, metrics, plots.
 
-params.yaml: top-level `model_size` and `preset`, and the `train:` section (TrainConfig);
-a non-null preset overrides the hardware keys of `train:`.
+params.yaml: top-level `model_size`, `preset` and `model:` (attention rules), and the
+`train:` section (TrainConfig); a non-null preset overrides the hardware keys of `train:`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def train(
 
 
 def configs(params) -> tuple[TrainConfig, ModelConfig]:
-    """The run's TrainConfig (train: + preset) and ModelConfig (model_size) from Params."""
-    return preset_config(params.preset, params.train), ModelConfig.from_name(params.model_size)
+    """The run's TrainConfig (train: + preset) and ModelConfig (model_size + model:)."""
+    return preset_config(params.preset, params.train), params.model.config(params.model_size)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import run_cmd
 
+from meloformer.model.config import ModelConfig
 from tasks.params import Params, ParamsError, load_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +35,9 @@ def test_params_yaml_loads_and_every_dvc_param_key_exists():
         ("preprocess: {hid: {resolution: twelve}}", "preprocess.hid.resolution: expected int"),
         ("discover: {val_fraction: 0.7, test_fraction: 0.5}", "room for train"),
         ("preproces: {}", "unknown keys ['preproces']"),
+        ("model: {crosswindow: 2}", "params.yaml.model: unknown keys ['crosswindow']"),
+        ("model: {attention: fast}", "params.yaml.model: ModelConfig.attention: 'fast' not in"),
+        ("model: {fine_offsets: 4}", "model.fine_offsets: expected a list"),
     ],
 )
 def test_params_errors_name_the_key(tmp_path, text, message):
@@ -46,6 +50,17 @@ def test_missing_sections_take_the_defaults(tmp_path):
     (tmp_path / "params.yaml").write_text("validate: {max_reject_rate: 0.5}\n")
     params = load_params(tmp_path / "params.yaml")
     assert params.discover == Params().discover and params.validate.max_reject_rate == 0.5
+
+
+def test_model_section_sets_the_rules_on_top_of_the_size(tmp_path):
+    assert Params().model.config("base") == ModelConfig.from_name("base")  # same defaults
+    (tmp_path / "params.yaml").write_text(
+        "model_size: base\nmodel: {cross_window: 2, fine_offsets: [1, 4], type_rule: true}\n"
+    )
+    params = load_params(tmp_path / "params.yaml")
+    cfg = params.model.config(params.model_size)
+    assert cfg.n_layer == 12 and cfg.cross_window == 2
+    assert cfg.fine_offsets == (1, 4) and cfg.type_rule
 
 
 def test_dvc_repro_validate_from_a_fresh_clone(clone):

@@ -10,6 +10,7 @@ from train_helpers import make_dataset, tiny_model, tiny_train
 from meloformer.train.cli import build_parser, model_config, train_config
 from meloformer.train.config import TrainConfig
 from tasks import train as train_task
+from tasks.params import ModelSection
 
 
 def test_task_trains_and_writes_the_dvc_outs(tmp_path):
@@ -22,11 +23,11 @@ def test_task_trains_and_writes_the_dvc_outs(tmp_path):
 
 
 def test_task_configs_apply_the_preset_over_the_train_section():
-    params = SimpleNamespace(preset="cpu", model_size="small",
+    params = SimpleNamespace(preset="cpu", model_size="small", model=ModelSection(cross_window=3),
                              train=TrainConfig(learning_rate=1e-4, max_seq_len=4096))
     cfg, model_cfg = train_task.configs(params)
     assert cfg.max_seq_len == 1024 and cfg.learning_rate == 1e-4
-    assert model_cfg.n_layer == 6
+    assert model_cfg.n_layer == 6 and model_cfg.cross_window == 3
 
 
 def test_cli_flags_override_the_preset():
