@@ -84,15 +84,17 @@ def test_dvc_repro_end_to_end_then_experiments(clone):
     )
     again = run_cmd([*dvc, "repro"], root, env)
     assert "Running stage" not in again  # a second repro runs nothing
-    run_cmd(["git", "add", "-A"], root, env)
+    # The README's experiment commands.
+    run_cmd(["git", "add", "dvc.lock", "metrics"], root, env)
     run_cmd(["git", "commit", "-qm", "baseline run"], root, env)
-    run_cmd([*dvc, "exp", "run", "-S", "train.learning_rate=0.001"], root, env)
+    exp = ["exp", "run", "-S", "train.learning_rate=0.001", "-S", "model.cross_window=2"]
+    run_cmd([*dvc, *exp], root, env)
     table = list(csv.DictReader(io.StringIO(run_cmd([*dvc, "exp", "show", "--csv"], root, env))))
     assert len(table) >= 2  # the workspace/baseline and the experiment
     loss_cols = [c for c in table[0] if c.startswith("loss.loss")]
     assert loss_cols, list(table[0])
-    lrs = {row.get("train.learning_rate") for row in table}
-    assert {"0.0003", "0.001"} <= lrs
+    runs = {(row.get("train.learning_rate"), row.get("model.cross_window")) for row in table}
+    assert {("0.0003", "1"), ("0.001", "2")} <= runs
     assert all(row[loss_cols[0]] not in ("", "-", "!") for row in table)
 
 
