@@ -40,6 +40,7 @@ VARIANTS: dict[str, dict] = {
     "conductor-window": {"conductor_full": False},
     "type-rule": {"type_rule": True},
     "ss-history": {"summary_track_history": True},
+    "empty-summaries": {"summarize_empty": True},
     "dense": {"attention": "dense"},
 }
 
