@@ -41,7 +41,7 @@ from meloformer.model.attention import (  # noqa: E402
     flex_compiled,
     summary_order,
 )
-from meloformer.model.blocks import segment_dense_mask  # noqa: E402
+from meloformer.model.blocks import from_block_maps, segment_dense_mask  # noqa: E402
 from meloformer.model.config import ModelConfig  # noqa: E402
 from meloformer.model.masks import mask_features, meloformer_mask  # noqa: E402
 
@@ -109,24 +109,14 @@ def key_bound(lay, cfg: ModelConfig, T: int, block: int) -> float:
 def all_full(block_mask: BlockMask) -> BlockMask:
     """The same non-empty blocks, every one marked full: the kernel runs the same tiles but
     never calls the mask_mod (a timing device for the ceiling column, not a mask)."""
-    nonempty = block_mask.to_dense()[:, :1].bool()  # (B, 1, nq, nk)
-    counts = nonempty.sum(-1, dtype=torch.int32)
-    order = nonempty.to(torch.int8).argsort(dim=-1, descending=True, stable=True).to(torch.int32)
-    return BlockMask.from_kv_blocks(
-        torch.zeros_like(counts),
-        torch.zeros_like(order),
-        counts,
-        order,
-        BLOCK_SIZE=block_mask.BLOCK_SIZE,
-        mask_mod=noop_mask,
-        seq_lengths=block_mask.seq_lengths,
-    )
+    nonempty = block_mask.to_dense()[:, 0].bool()  # (B, nq, nk)
+    return from_block_maps(nonempty, nonempty, block_mask.BLOCK_SIZE, noop_mask)
 
 
 def time_pair(lay, block_mask, cfg: ModelConfig, T: int, args) -> dict:
     """Best times of flex (sparse), flex without mask evaluation (free) and causal SDPA on
     random q/k/v of the benchmark shape."""
-    dev, dtype = args.device, DTYPES[args.dtype or ("bf16" if args.device == "cuda" else "fp32")]
+    dev, dtype = args.device, DTYPES[args.dtype]
     H, KV, D = cfg.n_head, cfg.n_kv_head, cfg.head_dim
     backward = dev == "cuda"
 
@@ -228,6 +218,7 @@ def main() -> None:
     # would silently fall back to eager (unfused, and far slower) for the later rows.
     torch._dynamo.config.recompile_limit = 64
     args.ceiling = args.device == "cpu" if args.ceiling is None else args.ceiling
+    args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
     args.blocks = args.blocks or ([128, 64] if args.device == "cuda" else [128, 64, 16])
     songs = load_songs()
     rows, model_rows = [], []
@@ -242,8 +233,7 @@ def main() -> None:
                 continue
             print_table(rows[-1:], COLUMNS)
             save(args, rows, model_rows)  # after every row: a timeout keeps what was measured
-    dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
-    kind = f"fwd+bwd {dtype}" if args.device == "cuda" else f"fwd {dtype}"
+    kind = f"fwd+bwd {args.dtype}" if args.device == "cuda" else f"fwd {args.dtype}"
     print(f"\nattention ({args.size} heads, {args.device}, {kind}):")
     print_table(rows, COLUMNS)
     if args.model:

@@ -2,7 +2,7 @@
 # Every GPU benchmark of the project, in one run (< 8 minutes on one H100), one table at the end.
 #
 #   bash bench/gpu.sh            # results in $OUT (default bench/out/gpu), one JSON per bench
-#   QUICK=1 DEVICE=cpu OUT=/tmp/gpu bash bench/gpu.sh   # a 2-minute dry run anywhere (CI runs it)
+#   QUICK=1 DEVICE=cpu OUT=/tmp/gpu bash bench/gpu.sh   # a 30-second dry run anywhere (CI runs it)
 #
 # - attention: flex fwd+bwd vs causal SDPA, bf16, T = 2048..16384, 128-blocks, block densities
 # - train: small-model training tokens/s at T = 8192, sparse (flex) vs the dense twin

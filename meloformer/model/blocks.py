@@ -52,7 +52,7 @@ def dense_block_mask(
         any_parts.append(tiles.any(dim=4).any(dim=2))
         all_parts.append(tiles.all(dim=4).all(dim=2))
     nonempty, full = torch.cat(any_parts, 1), torch.cat(all_parts, 1)
-    return _from_blocks(nonempty, full, (q_block, kv_block), mask_mod)
+    return from_block_maps(nonempty, full, (q_block, kv_block), mask_mod)
 
 
 def segment_block_mask(
@@ -82,7 +82,7 @@ def segment_block_mask(
     rows = torch.arange(L, device=clock.device)
     nonempty[:, rows // q_block, rows // kv_block] = True
     full = _reduce(every, pair, (nq, nk), "amin") & nonempty
-    return _from_blocks(nonempty, full, (q_block, kv_block), mask_mod)
+    return from_block_maps(nonempty, full, (q_block, kv_block), mask_mod)
 
 
 def segment_dense_mask(
@@ -183,10 +183,11 @@ def _n_blocks(L: int, block: int) -> int:
     return L // block
 
 
-def _from_blocks(
+def from_block_maps(
     nonempty: torch.Tensor, full: torch.Tensor, block: tuple[int, int], mask_mod: MaskMod
 ) -> BlockMask:
-    """BlockMask (shared by all heads) from (B, nq, nk) non-empty and full block maps."""
+    """BlockMask (shared by all heads) from (B, nq, nk) non-empty and full block maps
+    (full implies non-empty; the rest of the non-empty blocks are partial)."""
     L = nonempty.shape[-1] * block[1]
     kv_num, kv_idx = _to_indices(nonempty & ~full)
     full_num, full_idx = _to_indices(full)
