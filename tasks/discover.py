@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import task
 
 from meloformer.data.config import DiscoverConfig
-from meloformer.data.discover import DiscoverSummary
+from meloformer.data.discover import MANIFEST_FILE, DiscoverSummary
 from meloformer.data.discover import discover as run_discover
 from tasks.params import PARAMS_FILE, load_params
 
 
+@dataclass(frozen=True)
+class Discovered:
+    """What the discover task hands on: the manifest it wrote and its summary (counts, and the
+    split fractions it used, which validate checks the shards against)."""
+
+    manifest: Path
+    summary: DiscoverSummary
+
+
 @task
-def discover(inputs: list[Path], out_dir: Path, cfg: DiscoverConfig) -> DiscoverSummary:
+def discover(inputs: list[Path], out_dir: Path, cfg: DiscoverConfig) -> Discovered:
     """Walk the inputs, deduplicate by content, write manifest.parquet and discover.json."""
-    return run_discover(inputs, out_dir, cfg, base=Path.cwd())
+    summary = run_discover(inputs, out_dir, cfg, base=Path.cwd())
+    return Discovered(Path(out_dir) / MANIFEST_FILE, summary)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,15 +11,21 @@ import numpy as np
 import pytest
 from conftest import corpus_index
 
+from meloformer import preprocess as seed_cli
 from meloformer.data.config import SPLITS, DiscoverConfig
 from meloformer.data.discover import (
     MANIFEST_FILE,
     SUMMARY_FILE,
+    SummaryError,
     assign_splits,
     discover,
     find_midi,
+    read_summary,
 )
 from meloformer.data.manifest import ManifestError, read_manifest, write_manifest
+from tasks.discover import main as discover_stage
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _write(path: Path, content: bytes) -> Path:
@@ -124,6 +130,57 @@ def test_discover_writes_manifest_and_summary(tmp_path):
     assert json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())["duplicates"] == 1
     assert summary.line().startswith("discover: 2 files, 1 unique")
     assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def test_summary_records_the_fractions_used_and_reads_back(tmp_path):
+    cfg = DiscoverConfig(val_fraction=0.2, test_fraction=0.3)
+    _write(tmp_path / "in" / "a.mid", b"a")
+    written = discover([tmp_path / "in"], tmp_path / "out", cfg, tmp_path)
+    assert written.fractions == pytest.approx({"train": 0.5, "val": 0.2, "test": 0.3})
+    assert read_summary(tmp_path / "out" / SUMMARY_FILE) == written
+
+
+def test_summary_without_fractions_is_a_clear_error(tmp_path):
+    old = {"found": 1, "unique": 1, "duplicates": 0, "unreadable": [], "splits": {"train": 1}}
+    (tmp_path / SUMMARY_FILE).write_text(json.dumps(old))
+    with pytest.raises(SummaryError, match=r"discover\.json: no field 'fractions'; rerun"):
+        read_summary(tmp_path / SUMMARY_FILE)
+    with pytest.raises(SummaryError, match="nope.json: cannot read"):
+        read_summary(tmp_path / "nope.json")
+
+
+def _seed_and_stage(tmp_path, monkeypatch, seed_flags: list[str], params: Path) -> list:
+    """Discover the same 200 files with the seed CLI and with the DVC stage's entry; return
+    both manifests and both recorded fraction dicts."""
+    for i in range(200):
+        _write(tmp_path / "in" / f"{i:03d}.mid", f"song {i}".encode())
+    monkeypatch.chdir(tmp_path)
+    seed_cli.main(["--input", "in", "--output", "seed", "--workers", "1", "--quiet", *seed_flags])
+    discover_stage(["--input", "in", "--out", "interim", "--params", str(params)])
+    return [
+        (read_manifest(tmp_path / d / MANIFEST_FILE), read_summary(tmp_path / d / SUMMARY_FILE))
+        for d in ("seed", "interim")
+    ]
+
+
+def test_seed_cli_and_dvc_stage_split_alike_for_the_same_fractions(tmp_path, monkeypatch):
+    params = tmp_path / "params.yaml"
+    params.write_text("discover: {val_fraction: 0.3, test_fraction: 0.2}\n")
+    flags = ["--val-fraction", "0.3", "--test-fraction", "0.2"]
+    (seed, seed_sum), (stage, stage_sum) = _seed_and_stage(tmp_path, monkeypatch, flags, params)
+    assert seed.equals(stage) and set(seed["split"]) == set(SPLITS)
+    assert seed_sum.fractions == stage_sum.fractions
+    assert stage_sum.fractions == pytest.approx({"train": 0.5, "val": 0.3, "test": 0.2})
+
+
+def test_seed_cli_defaults_are_the_committed_params(tmp_path, monkeypatch):
+    """One owner of the default fractions: the seed CLI without flags and `dvc repro` on the
+    committed params.yaml split a corpus alike (they used to be 0.05 and 0.1)."""
+    (seed, seed_sum), (stage, stage_sum) = _seed_and_stage(
+        tmp_path, monkeypatch, [], REPO / "params.yaml"
+    )
+    assert seed_sum.fractions == stage_sum.fractions == DiscoverConfig().split_fractions
+    assert seed.equals(stage)
 
 
 def test_read_manifest_rejects_duplicate_hashes(tmp_path):

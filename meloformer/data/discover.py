@@ -10,6 +10,7 @@ files never moves an existing song to another split.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,10 @@ MANIFEST_FILE = "manifest.parquet"
 SUMMARY_FILE = "discover.json"
 
 
+class SummaryError(ValueError):
+    """discover.json is missing, unreadable or lacks a field (the message names file and field)."""
+
+
 @dataclass(frozen=True)
 class DiscoverSummary:
     """What discover found.
@@ -37,6 +42,8 @@ class DiscoverSummary:
         duplicates: readable files whose content an earlier path already has.
         unreadable: (path, error) of candidates that could not be read; not in the manifest.
         splits: manifest rows per split.
+        fractions: the share of songs each split was assigned (DiscoverConfig.split_fractions
+            of the run), which validate holds the observed shares to.
     """
 
     found: int
@@ -44,6 +51,7 @@ class DiscoverSummary:
     duplicates: int
     unreadable: tuple[tuple[str, str], ...] = ()
     splits: dict[str, int] = field(default_factory=dict)
+    fractions: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
         """One human-readable summary line."""
@@ -160,6 +168,7 @@ def find_midi(
         duplicates=len(found) - len(manifest),
         unreadable=unreadable,
         splits={s: int(counts.get(s, 0)) for s in SPLITS},
+        fractions=cfg.split_fractions,
     )
     return manifest, summary
 
@@ -189,3 +198,27 @@ def discover(
     write_manifest(manifest, Path(out_dir) / MANIFEST_FILE)
     write_json(Path(out_dir) / SUMMARY_FILE, asdict(summary))
     return summary
+
+
+def read_summary(path: Path) -> DiscoverSummary:
+    """The DiscoverSummary a discover run wrote to `path` (its discover.json).
+
+    Raises:
+        SummaryError: the file is missing or not JSON, or a field is missing (e.g. a
+            discover.json written before the split fractions were recorded: rerun discover).
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SummaryError(f"{path}: cannot read the discover summary: {e}") from e
+    missing = sorted({"found", "unique", "duplicates", "splits", "fractions"} - set(data))
+    if missing:
+        raise SummaryError(f"{path}: no field {missing[0]!r}; rerun discover to rewrite it")
+    return DiscoverSummary(
+        found=data["found"],
+        unique=data["unique"],
+        duplicates=data["duplicates"],
+        unreadable=tuple(tuple(pair) for pair in data.get("unreadable", ())),
+        splits=data["splits"],
+        fractions=data["fractions"],
+    )

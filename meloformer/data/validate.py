@@ -28,6 +28,7 @@ from great_expectations.data_context.types.base import (
 from meloformer.data.atomic import write_json
 from meloformer.data.checks import song_checks
 from meloformer.data.config import SPLITS, ValidateConfig
+from meloformer.data.discover import DiscoverSummary
 from meloformer.data.preprocess import META_FILE, REJECTS_FILE
 from meloformer.data.report import Outcome, ValidationFailed, ValidationReport, outcomes
 from meloformer.data.shards import (
@@ -224,14 +225,15 @@ def corpus_suites(meta: dict, cfg: ValidateConfig) -> dict[str, list[gxe.Expecta
 
 
 def validate(
-    processed: Path, cfg: ValidateConfig, fractions: dict[str, float]
+    processed: Path, cfg: ValidateConfig, discovered: DiscoverSummary
 ) -> ValidationReport:
     """Validate every shard and the corpus; write `processed/validation.json`.
 
     Args:
         processed: the preprocess output directory (shards/, meta.json, rejects.parquet).
         cfg: thresholds.
-        fractions: the split shares discover was asked for (DiscoverConfig.split_fractions).
+        discovered: what the discover run that made the manifest recorded (read_summary of
+            its discover.json); the split shares are checked against its `fractions`.
     Returns:
         The report (all outcomes passed).
     Raises:
@@ -239,7 +241,7 @@ def validate(
             validation.json is written first either way.
     """
     processed = Path(processed)
-    tables = corpus_tables(processed, fractions, cfg.split_tolerance)
+    tables = corpus_tables(processed, discovered.fractions, cfg.split_tolerance)
     meta = tables.pop("meta")
     hid = HIDConfig(**meta["hid"])
     vocab = Vocab(hid)
