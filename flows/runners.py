@@ -9,6 +9,10 @@ from __future__ import annotations
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 DISTRIBUTED_HINT = 'needs the distributed extra: pip install -e ".[distributed]"'
+# A shard task runs its files in a child process (crash and timeout containment), and a daemonic
+# Dask worker may not start children. Nannies read this whenever they (re)start a worker, so it
+# must stay set; remote workers take it from DASK_DISTRIBUTED__WORKER__DAEMON=False (README).
+WORKER_CONFIG = {"distributed.worker.daemon": False}
 
 
 def task_runner(
@@ -31,12 +35,9 @@ def task_runner(
         from prefect_dask import DaskTaskRunner
     except ImportError as e:
         raise ImportError(f"--dask-address/--dask-workers {DISTRIBUTED_HINT}") from e
-    # A shard task runs its files in a child process (crash and timeout containment), and a
-    # daemonic Dask worker may not start children: make the workers this process starts
-    # non-daemonic. Remote workers need DASK_DISTRIBUTED__WORKER__DAEMON=False (README).
-    dask.config.set({"distributed.worker.daemon": False})
     if dask_address is not None:
         return DaskTaskRunner(address=dask_address)
+    dask.config.set(WORKER_CONFIG)  # the nannies of the local cluster run in this process
     # One thread per worker process: each shard task mostly waits on its child process.
     cluster = {"n_workers": dask_workers, "threads_per_worker": 1, "processes": True}
     return DaskTaskRunner(cluster_kwargs=cluster)

@@ -1,17 +1,24 @@
-"""The Prefect data flow under prefect_test_harness: discover -> map(preprocess) -> validate."""
+"""The Prefect data flow under prefect_test_harness: discover -> map(preprocess) -> validate,
+on threads and on a two-process Dask cluster (skipped without the [distributed] extra)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import threading
 from dataclasses import replace
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.data import data
-from meloformer.data.config import PreprocessConfig
+from flows.runners import WORKER_CONFIG, task_runner
+from meloformer.data.config import PreprocessConfig, ValidateConfig
+from meloformer.data.shards import SHARD_DIR, shard_of, songs_file
 from tasks.params import Params
 from tasks.preprocess import shard_count
 
@@ -41,3 +48,100 @@ def test_data_flow_fans_out_over_shards_and_writes_the_dvc_outs(harness, tmp_pat
     )
     for out in ("shards/shard-00002.parquet", "rejects.parquet", "validation.json"):
         assert (processed / out).is_file(), out
+
+
+# --- Scale-out: the same flow on a Dask cluster (needs the [distributed] extra) ----------------
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A LocalCluster of two worker processes, configured as flows.runners configures one."""
+    pytest.importorskip("prefect_dask")
+    import dask
+    from distributed import Client, LocalCluster
+
+    with (
+        dask.config.set(WORKER_CONFIG),
+        LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _inputs(raw: Path) -> list[str]:
+    """12 sample songs and 4 corrupt files, named so each 4-row shard holds one corrupt file;
+    returns the corrupt files' names."""
+    raw.mkdir()
+    songs = iter(sorted(SAMPLE.rglob("*.mid"))[::5])
+    corrupt = []
+    for row in range(16):
+        if row % 4 == 1:
+            corrupt.append(f"{row:02d}-corrupt.mid")
+            (raw / corrupt[-1]).write_bytes(b"MThd but not really a MIDI file %d" % row)
+        else:
+            shutil.copy(next(songs), raw / f"{row:02d}.mid")
+    return corrupt
+
+
+def _ancestor_in(pid: int, candidates: set[int]) -> int | None:
+    """The first of `candidates` among pid and its ancestors (via /proc), else None."""
+    while pid > 1:
+        if pid in candidates:
+            return pid
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return None
+    return None
+
+
+def _kill_mid_shard(client, shard_dir: Path, killed: dict, stop: threading.Event) -> None:
+    """SIGKILL the Dask worker whose shard task is writing a songs file not yet committed."""
+    workers = set(client.run(os.getpid).values())
+    while not stop.is_set():
+        for tmp in shard_dir.glob("shard-?????.parquet.*.tmp"):  # songs being written
+            shard, writer = shard_of(tmp), int(tmp.name.split(".")[-2])
+            owner = _ancestor_in(writer, workers)
+            if owner is not None and not songs_file(shard_dir, shard).exists():
+                os.kill(owner, signal.SIGKILL)
+                killed.update(shard=shard, pid=owner)
+                return
+        stop.wait(0.01)
+
+
+def _outputs(processed: Path) -> dict[str, bytes]:
+    files = [*sorted((processed / SHARD_DIR).iterdir()), processed / "rejects.parquet"]
+    return {f.name: f.read_bytes() for f in files}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds workers via /proc")
+def test_dask_run_matches_the_local_run_through_a_killed_worker(harness, dask_client, tmp_path):
+    corrupt = _inputs(tmp_path / "raw")
+    params = replace(
+        Params(),
+        preprocess=PreprocessConfig(workers=1, shard_size=4),
+        validate=ValidateConfig(max_reject_rate=0.3, split_tolerance=0.5),
+    )
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    on_threads = data.with_options(task_runner=task_runner(threads=2))
+    on_threads(params, [tmp_path / "raw"], local / "interim", local / "processed")
+
+    killed, stop = {}, threading.Event()
+    shard_dir = remote / "processed" / SHARD_DIR
+    killer = threading.Thread(target=_kill_mid_shard, args=(dask_client, shard_dir, killed, stop))
+    killer.start()
+    on_dask = data.with_options(task_runner=task_runner(1, dask_client.scheduler.address))
+    try:
+        report = on_dask(params, [tmp_path / "raw"], remote / "interim", remote / "processed")
+    finally:
+        stop.set()
+        killer.join()
+
+    assert killed, "no worker was killed mid-shard"
+    assert killed["pid"] not in dask_client.run(os.getpid).values()  # it died; the nanny
+    assert report.success  # restarted it, and Dask ran the killed shard's task again
+    assert _outputs(remote / "processed") == _outputs(local / "processed")  # byte-identical
+    rejects = pq.read_table(remote / "processed" / "rejects.parquet").to_pydict()
+    assert sorted(Path(p).name for p in rejects["path"]) == corrupt
