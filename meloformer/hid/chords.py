@@ -59,8 +59,3 @@ def detect_chords(starts, bar, pos, pitch, dur, vocab: Vocab) -> np.ndarray:
     score = 2 * inside - 1 - _MISSING_PENALTY * silent  # inside - outside - penalty
     best = score.argmax(axis=1) + 1
     return np.where((hist > 0).sum(axis=1) >= 2, best, 0).astype(np.int32)
-
-
-def chord_name(index: int, vocab: Vocab) -> str:
-    """The vocabulary name of a chord index, e.g. CHORD_Amin."""
-    return vocab.chord_names[index]
