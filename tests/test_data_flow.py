@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -145,3 +146,12 @@ def test_dask_run_matches_the_local_run_through_a_killed_worker(harness, dask_cl
     assert _outputs(remote / "processed") == _outputs(local / "processed")  # byte-identical
     rejects = pq.read_table(remote / "processed" / "rejects.parquet").to_pydict()
     assert sorted(Path(p).name for p in rejects["path"]) == corrupt
+
+
+def test_task_runner_is_threads_unless_dask_is_asked_for(monkeypatch):
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    assert isinstance(task_runner(threads=3), ThreadPoolTaskRunner)
+    monkeypatch.setitem(sys.modules, "prefect_dask", None)  # as if the extra were missing
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[distributed\]"'):
+        task_runner(threads=3, dask_workers=2)
