@@ -6,6 +6,9 @@ it is imported only when asked for.
 
 from __future__ import annotations
 
+import os
+
+from prefect.client.orchestration import get_client
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 DISTRIBUTED_HINT = 'needs the distributed extra: pip install -e ".[distributed]"'
@@ -38,6 +41,18 @@ def task_runner(
     if dask_address is not None:
         return DaskTaskRunner(address=dask_address)
     dask.config.set(WORKER_CONFIG)  # the nannies of the local cluster run in this process
+    share_api_with_workers()
     # One thread per worker process: each shard task mostly waits on its child process.
     cluster = {"n_workers": dask_workers, "threads_per_worker": 1, "processes": True}
     return DaskTaskRunner(cluster_kwargs=cluster)
+
+
+def share_api_with_workers() -> None:
+    """Point the workers of a local cluster at the Prefect API this process uses.
+
+    Worker processes inherit this environment. Without PREFECT_API_URL each would start a
+    temporary server of its own (about 20 s each) and record its task runs there; so start
+    this process's temporary server now, if it uses one, and export its address.
+    """
+    with get_client(sync_client=True) as client:
+        os.environ.setdefault("PREFECT_API_URL", str(client.api_url))
