@@ -36,6 +36,7 @@ def data(params: Params, raw: list[Path], interim: Path, processed: Path) -> Val
     built = preprocess_shard.map(
         unmapped(found.manifest), unmapped(processed), unmapped(params.preprocess), shards
     )
+    built.result()  # a failed shard raises its own error here (finalize would just not run)
     print(finalize(found.manifest, processed, params.preprocess, wait_for=built).line())
     report = validate(processed, params.validate, found.summary)
     print(report.summary())
