@@ -34,7 +34,7 @@ def test_phases_switch_when_due_and_outputs_are_written(data_dir, tmp_path):
     assert "Step 4: Phase 2 → Phase 3: batch_size 1 → 2" in log
     assert summary["steps"] == 6
     assert json.loads((tmp_path / "metrics" / "train.json").read_text()) == summary
-    curve = (tmp_path / "plots" / "train_loss.tsv").read_text().splitlines()
+    curve = (tmp_path / "metrics" / "plots" / "train_loss.tsv").read_text().splitlines()
     assert curve[0] == "step\tloss\tlr\tgrad_norm" and len(curve) == 7
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
