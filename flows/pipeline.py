@@ -3,8 +3,10 @@
     python -m flows.pipeline                              # one run, on params.yaml
     python -m flows.pipeline --serve --cron "0 3 * * *"   # a scheduled deployment (flow.serve)
 
-Because every task writes the paths dvc.yaml declares, `dvc commit` records a run made here,
-and a later `dvc repro` finds nothing to do.
+Every task writes the paths dvc.yaml declares (the params check's marker included), so
+`dvc commit -f` records a run made here and a later `dvc repro` finds nothing to do.
+Scheduling needs a Prefect server (`prefect server start`, PREFECT_API_URL): the temporary
+one Prefect starts per process cannot run schedules.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.data import data
 from flows.training import training
+from tasks.cli import run_cli
 from tasks.evaluate import evaluate
 from tasks.generate import generate
-from tasks.params import load_params
+from tasks.params import check_params, load_params
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class Paths:
     """The dvc.yaml outs, relative to the project root (one place for the flow)."""
 
     raw: Path = Path("data/raw")
+    """The default of params.yaml `raw` (the flow uses the param)."""
     interim: Path = Path("data/interim")
     processed: Path = Path("data/processed")
     model: Path = Path("models/train")
@@ -37,6 +41,11 @@ class Paths:
     @property
     def checkpoint(self) -> Path:
         return self.model / "checkpoints" / "last.pt"
+
+    @property
+    def params_ok(self) -> Path:
+        """The params stage's marker."""
+        return self.interim / "params.ok"
 
     def under(self, root: Path) -> Paths:
         """The same layout below another project root (tests run in a temp copy)."""
@@ -53,10 +62,11 @@ def pipeline(params_file: Path = Path("params.yaml"), root: Path = Path(".")) ->
 
     Returns the evaluation metrics (also in metrics/eval.json).
     """
+    p = Paths(raw=Path(load_params(params_file).raw)).under(root)
+    print(check_params(params_file, p.params_ok))  # before anything is written
     params = load_params(params_file)
-    p = Paths().under(root)
     data(params, [p.raw], p.interim, p.processed)
-    training(params, p.processed, p.model)
+    training(params, p.processed, p.model, p.metrics)
     gen = generate.with_options(**IO_RETRIES)
     gen(p.checkpoint, p.samples, params.generate, params.preprocess.hid)
     ev = evaluate.with_options(**IO_RETRIES)
@@ -71,14 +81,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--serve", action="store_true", help="register a deployment and serve it")
     ap.add_argument("--cron", default="0 3 * * *", help="schedule for --serve (cron syntax)")
+    ap.add_argument("--interval", type=float, help="--serve every N seconds instead of --cron")
     ap.add_argument("--name", default="meloformer-nightly")
     args = ap.parse_args(argv)
-    runner = ThreadPoolTaskRunner(max_workers=load_params(args.params).preprocess.workers)
-    flow_ = pipeline.with_options(task_runner=runner)
-    if args.serve:
-        flow_.serve(name=args.name, cron=args.cron, parameters={"params_file": str(args.params)})
-    else:
-        print(flow_(args.params))
+
+    def run() -> None:
+        runner = ThreadPoolTaskRunner(max_workers=load_params(args.params).preprocess.workers)
+        flow_ = pipeline.with_options(task_runner=runner)
+        if args.serve:
+            when = {"interval": args.interval} if args.interval else {"cron": args.cron}
+            flow_.serve(name=args.name, parameters={"params_file": str(args.params)}, **when)
+        else:
+            metrics = flow_(args.params)
+            print(f"pipeline: val loss {metrics['loss']['loss']:.4f}")
+
+    run_cli(run)
 
 
 if __name__ == "__main__":

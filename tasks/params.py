@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prefect import task
 
 from meloformer.data.config import DiscoverConfig, PreprocessConfig, ValidateConfig
 from meloformer.evaluate.evaluate import EvaluateConfig
@@ -185,6 +186,26 @@ def _float(text: str) -> float | str:
         return text
 
 
+OK_TEXT = "params.yaml passed tasks.params\n"
+
+
+def check(path: Path, ok: Path | None = None) -> str:
+    """Load and check params file `path` (ParamsError on a bad value); write the marker `ok`
+    (constant content) when given. Returns a one-line summary of what will run."""
+    params = load_params(path)
+    cfg, model = params.train_config(), params.model_config()
+    if ok is not None:
+        ok.parent.mkdir(parents=True, exist_ok=True)
+        ok.write_text(OK_TEXT)
+    return (f"params: {path} ok (model {params.model_size}, {model.n_layer} layers; preset "
+            f"{params.preset}: batch {cfg.batch_size} x accum {cfg.gradient_accumulation_steps} "
+            f"at {cfg.max_seq_len} tokens)")
+
+
+# The params stage as a Prefect task (flows/pipeline.py runs it first, like dvc.yaml).
+check_params = task(check, name="params")
+
+
 def main(argv: list[str] | None = None) -> None:
     """DVC entry (the first stage): check params.yaml and write the --ok marker.
 
@@ -193,25 +214,17 @@ def main(argv: list[str] | None = None) -> None:
     """
     import argparse
 
-    from tasks import params as this  # under `python -m` this file is __main__: raise the
-    from tasks.cli import run_cli      # ParamsError that run_cli catches, tasks.params's
+    # Under `python -m tasks.params` this file is __main__: load through tasks.params so the
+    # ParamsError raised is the class run_cli catches.
+    from tasks import params as this
+    from tasks.cli import run_cli
 
     ap = argparse.ArgumentParser(prog="python -m tasks.params", description=main.__doc__)
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     ap.add_argument("--ok", type=Path, help="marker file to write when the check passes")
     args = ap.parse_args(argv)
 
-    def check() -> None:
-        params = this.load_params(args.params)
-        cfg, model = params.train_config(), params.model_config()
-        print(f"params: {args.params} ok (model {params.model_size}, {model.n_layer} layers; "
-              f"preset {params.preset}: batch {cfg.batch_size} x accum "
-              f"{cfg.gradient_accumulation_steps} at {cfg.max_seq_len} tokens)")
-        if args.ok:
-            args.ok.parent.mkdir(parents=True, exist_ok=True)
-            args.ok.write_text("params.yaml passed tasks.params\n")
-
-    run_cli(check)
+    print(run_cli(lambda: this.check(args.params, args.ok)))
 
 
 if __name__ == "__main__":

@@ -4,18 +4,21 @@ Prefect pipeline flow writing the same outs as dvc.yaml."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import shutil
+import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_cmd
+from conftest import REPO, make_clone, run_cmd
 from prefect.testing.utilities import prefect_test_harness
 
 from meloformer.model.config import MODEL_SIZES, ModelConfig
-from meloformer.train.config import PRESETS, preset_config
+from meloformer.train.config import PRESETS, resolve
 from tasks.params import load_params
 
 # A run small enough for a test: a few songs, a few steps, one short sample.
@@ -37,7 +40,7 @@ def test_every_preset_and_model_size_builds():
     params = load_params(REPO / "params.yaml")
     assert params.preset in PRESETS and params.model_size in MODEL_SIZES
     for name in PRESETS:
-        cfg = preset_config(name, params.train)
+        cfg = resolve(name, asdict(params.train))
         assert cfg.batch_size >= 1 and cfg.max_seq_len >= 256, name
     for size in MODEL_SIZES:
         assert ModelConfig.from_name(size).n_layer >= 6
@@ -70,32 +73,99 @@ def make_tiny(root: Path, n_files: int = 8) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@pytest.mark.slow
-def test_dvc_repro_end_to_end_then_experiments(clone):
-    root, env = clone
+DVC = [sys.executable, "-m", "dvc"]
+
+
+def out_files(root: Path) -> dict[str, str]:
+    """sha256 of every file under every dvc.yaml out, except the params check's marker."""
+    files = {}
+    for out in dvc_outs(root):
+        for path in [out] if out.is_file() else sorted(out.rglob("*")):
+            if path.is_file() and path.name != "params.ok":
+                files[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
+@pytest.fixture(scope="module")
+def reprod(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A TINY clone after `dvc repro`, with the README's baseline commit (dvc.lock + metrics).
+
+    Tests that change it put it back (git checkout + dvc checkout) before they end.
+    """
+    root, env = make_clone(tmp_path_factory.mktemp("reprod"))
     make_tiny(root)
     run_cmd(["git", "commit", "-qam", "tiny"], root, env)
-    dvc = [sys.executable, "-m", "dvc"]
-    run_cmd([*dvc, "repro"], root, env)
+    run_cmd([*DVC, "repro"], root, env)
+    run_cmd(["git", "add", "dvc.lock", "metrics"], root, env)
+    run_cmd(["git", "commit", "-qm", "baseline run"], root, env)
+    return root, env
+
+
+def restore(root: Path, env: dict[str, str]) -> None:
+    """Back to the baseline commit's workspace."""
+    run_cmd(["git", "checkout", "--", "."], root, env)
+    run_cmd([*DVC, "checkout", "--force"], root, env)
+
+
+@pytest.mark.slow
+def test_dvc_repro_end_to_end(reprod):
+    root, env = reprod
     for path in dvc_outs(root):
         assert path.exists(), path
     assert list((root / "data/samples").glob("*.mid")) and list(
         (root / "data/samples").glob("*.png")
     )
-    again = run_cmd([*dvc, "repro"], root, env)
+    again = run_cmd([*DVC, "repro"], root, env)
     assert "Running stage" not in again  # a second repro runs nothing
-    # The README's experiment commands.
-    run_cmd(["git", "add", "dvc.lock", "metrics"], root, env)
-    run_cmd(["git", "commit", "-qm", "baseline run"], root, env)
-    exp = ["exp", "run", "-S", "train.learning_rate=0.001", "-S", "model.cross_window=2"]
-    run_cmd([*dvc, *exp], root, env)
-    table = list(csv.DictReader(io.StringIO(run_cmd([*dvc, "exp", "show", "--csv"], root, env))))
-    assert len(table) >= 2  # the workspace/baseline and the experiment
-    loss_cols = [c for c in table[0] if c.startswith("loss.loss")]
-    assert loss_cols, list(table[0])
-    runs = {(row.get("train.learning_rate"), row.get("model.cross_window")) for row in table}
-    assert {("0.0003", "1"), ("0.001", "2")} <= runs
-    assert all(row[loss_cols[0]] not in ("", "-", "!") for row in table)
+    shown = run_cmd([*DVC, "metrics", "show"], root, env)
+    assert "metrics/train.json" in shown and "metrics/eval.json" in shown
+    run_cmd([*DVC, "metrics", "diff", "HEAD"], root, env)  # git-tracked: HEAD has them
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("line", "bad", "message"),
+    [
+        ("model_size: ", "model_size: huge", "model_size: must be one of"),
+        ("preset: ", "preset: nonsense", "preset: must be null or one of"),
+        ("  learning_rate: ", "  learning_rate: -1e-3",
+         "train.learning_rate: must be > 0, got -0.001"),
+    ],
+)
+def test_a_bad_param_stops_repro_before_any_out_is_deleted(reprod, line, bad, message):
+    root, env = reprod
+    before = out_files(root)
+    text = (root / "params.yaml").read_text().splitlines()
+    i = next(i for i, t in enumerate(text) if t.startswith(line))
+    (root / "params.yaml").write_text("\n".join([*text[:i], bad, *text[i + 1 :]]) + "\n")
+    done = subprocess.run([*DVC, "repro"], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    errors = [t for t in done.stderr.splitlines() if t.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert out_files(root) == before  # byte-identical: nothing was deleted or rewritten
+    restore(root, env)
+
+
+@pytest.mark.slow
+def test_experiments_compare_train_and_eval_metrics(reprod):
+    """The README's experiment commands; -S train.batch_size changes the batch that runs."""
+    root, env = reprod
+    run_cmd([*DVC, "exp", "run", "-S", "train.batch_size=4", "-S", "model.cross_window=2"],
+            root, env)
+    table = list(csv.DictReader(io.StringIO(run_cmd([*DVC, "exp", "show", "--csv"], root, env))))
+    runs = {row["rev"]: row for row in table}
+    base = next(r for r in table if r["rev"] not in ("workspace",) and not r["Experiment"])
+    exp = next(r for r in table if r["Experiment"])
+    for row in (base, exp):  # train and eval metrics on both rows, none missing ("!")
+        for col in ("final_loss", "epochs_done", "loss.loss"):
+            assert row[col] not in ("", "-", "!"), (col, row)
+    assert (base["config.train.batch_size"], exp["config.train.batch_size"]) == ("1", "4")
+    assert (base["model.cross_window"], exp["model.cross_window"]) == ("1", "2")
+    assert "workspace" in runs
+    readable = run_cmd([*DVC, "exp", "show", "--only-changed", "--csv"], root, env)
+    assert "config.train.batch_size" in readable.splitlines()[0]
+    restore(root, env)
 
 
 @pytest.mark.slow
