@@ -30,16 +30,20 @@ class NothingDone(RuntimeError):
     """A command found nothing usable (no files, all rejected); it must not exit 0."""
 
 
-def run_cli(fn: Callable[[], Any], *more: type[BaseException]) -> Any:
-    """Call `fn()`; on USER_ERRORS, NothingDone or `more`, print "error: ..." and exit 1.
+def run_cli(fn: Callable[[], Any], *more: type[BaseException], code: int = 1) -> Any:
+    """Call `fn()`; on USER_ERRORS, NothingDone or `more`, print "error: ..." on stderr and
+    exit with `code` (SystemExit carries the message when code is 1).
 
     Returns what `fn` returned (a command's exit status when it is an int).
     """
     try:
         return fn()
     except (*USER_ERRORS, NothingDone, *more) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        sys.exit(1)
+        message = f"error: {_text(e)}"
+        if code == 1:
+            sys.exit(message)
+        print(message, file=sys.stderr)
+        sys.exit(code)
     except Interrupted as e:
         print(f"stopped: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
@@ -48,7 +52,7 @@ def run_cli(fn: Callable[[], Any], *more: type[BaseException]) -> Any:
         sys.exit(130)
 
 
-def _one_line(e: BaseException) -> str:
+def _text(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     if isinstance(e, OSError) and e.filename is not None and e.strerror:
         text = f"{e.filename}: {e.strerror}"
