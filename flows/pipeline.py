@@ -12,10 +12,12 @@ one Prefect starts per process cannot run schedules.
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from prefect import flow
+from prefect.schedules import Cron, Interval, Schedule
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.data import data
@@ -75,13 +77,26 @@ def pipeline(params_file: Path = Path("params.yaml"), root: Path = Path(".")) ->
     )
 
 
+FIRST_RUN_S = 10.0
+
+
+def schedule(cron: str, interval: float | None) -> Schedule:
+    """The deployment's schedule: `cron`, or every `interval` seconds from FIRST_RUN_S on."""
+    if interval is None:
+        return Cron(cron)
+    start = datetime.now(UTC) + timedelta(seconds=FIRST_RUN_S)
+    return Interval(timedelta(seconds=interval), anchor_date=start)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run once, or --serve a scheduled deployment of the pipeline."""
     ap = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--serve", action="store_true", help="register a deployment and serve it")
     ap.add_argument("--cron", default="0 3 * * *", help="schedule for --serve (cron syntax)")
-    ap.add_argument("--interval", type=float, help="--serve every N seconds instead of --cron")
+    ap.add_argument("--interval", type=float, metavar="SECONDS",
+                    help="--serve every SECONDS instead of --cron, the first run "
+                    f"{FIRST_RUN_S:.0f} s after serving starts")
     ap.add_argument("--name", default="meloformer-nightly")
     args = ap.parse_args(argv)
 
@@ -89,8 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         runner = ThreadPoolTaskRunner(max_workers=load_params(args.params).preprocess.workers)
         flow_ = pipeline.with_options(task_runner=runner)
         if args.serve:
-            when = {"interval": args.interval} if args.interval else {"cron": args.cron}
-            flow_.serve(name=args.name, parameters={"params_file": str(args.params)}, **when)
+            # limit=1: runs share the workspace's files, so a late run waits for the last one
+            flow_.serve(name=args.name, schedule=schedule(args.cron, args.interval), limit=1,
+                        parameters={"params_file": str(args.params)})
         else:
             metrics = flow_(args.params)
             print(f"pipeline: val loss {metrics['loss']['loss']:.4f}")

@@ -6,16 +6,20 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import shutil
+import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import REPO, make_clone, run_cmd
-from prefect.testing.utilities import prefect_test_harness
 
 from meloformer.model.config import MODEL_SIZES, ModelConfig
 from meloformer.train.config import PRESETS, resolve
@@ -168,19 +172,133 @@ def test_experiments_compare_train_and_eval_metrics(reprod):
     restore(root, env)
 
 
-@pytest.mark.slow
-def test_prefect_pipeline_writes_the_dvc_outs(clone, monkeypatch):
-    root, _ = clone
-    make_tiny(root)
-    monkeypatch.chdir(root)  # the stages resolve data paths from the project root, as DVC does
-    from flows.pipeline import pipeline
+def set_params(root: Path, section: str, **values) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    with prefect_test_harness(server_startup_timeout=180):
-        metrics = pipeline(Path("params.yaml"), Path("."))
-    assert metrics["loss"]["loss"] > 0
+
+@pytest.mark.slow
+def test_ctrl_c_during_train_then_repro_continues_the_run(reprod, tmp_path):
+    """SIGINT mid-train under `dvc repro` saves a checkpoint and fails the stage; the next
+    `dvc repro` continues it and ends where an uninterrupted run ends."""
+    root, env = reprod
+    set_params(root, "train", max_steps=0, epochs=4, save_every=1000, save_every_s=0.0)
+    run_cmd([*DVC, "repro", "params"], root, env)
+    log = root / "models" / "train" / "train.log"
+    log.unlink()  # the baseline's log has a "Step 3:" too
+    proc = subprocess.Popen([*DVC, "repro", "train"], cwd=root, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own group, like a terminal's job
+    deadline = time.monotonic() + 300
+    while not (log.exists() and "Step 3:" in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, out
+    ckpt = torch.load(root / "models/train/checkpoints/last.pt", weights_only=True)
+    assert ckpt["step"] >= 3 and not ckpt["complete"], out
+    again = run_cmd([*DVC, "repro", "train"], root, env)
+    assert "continuing the interrupted run" in again and f"resume at {ckpt['step']}" in again
+    resumed = json.loads((root / "metrics" / "train.json").read_text())
+    ref = tmp_path / "ref"
+    run_cmd([sys.executable, "-m", "tasks.train", "--data_dir", "data/processed", "--out",
+             str(ref), "--fresh"], root, env)
+    whole = json.loads((ref / "metrics" / "train.json").read_text())
+    assert resumed["steps"] == whole["steps"] and resumed["epochs_done"] == 4
+    assert abs(resumed["final_loss"] - whole["final_loss"]) <= 1e-5
+    restore(root, env)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM a process group started with start_new_session, SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for(check, what: str, seconds: float, *procs: subprocess.Popen):
+    """Poll `check()` until truthy; fail naming `what` on timeout or when a process died."""
+    deadline = time.monotonic() + seconds
+    while not (got := check()):
+        for proc in procs:
+            assert proc.poll() is None, f"{what}: {proc.args} exited {proc.returncode}"
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(1)
+    return got
+
+
+@pytest.mark.slow
+def test_a_served_deployment_runs_on_schedule_and_dvc_records_it(reprod, tmp_path):
+    """A real `prefect server start`, the pipeline served with a short interval, one run that
+    completes on schedule; then `dvc commit -f` (the README's command) records it."""
+    import httpx
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    root, env = reprod
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**env, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": url,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "INFO"}
+    logs = tmp_path / "server.log", tmp_path / "serve.log"
+    server = subprocess.Popen(
+        ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], cwd=root,
+        env=env, stdout=logs[0].open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    serve = None
+    try:
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{url}/health", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, "prefect server health", 300, server)
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "flows.pipeline", "--serve", "--interval", "3600",
+             "--name", "test-schedule"], cwd=root, env=env, stdout=logs[1].open("w"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        client = SyncPrefectClient(api=url)
+        by_deployment = DeploymentFilter(name=DeploymentFilterName(any_=["test-schedule"]))
+
+        def runs(*states: StateType) -> list:
+            kinds = FlowRunFilterState(type=FlowRunFilterStateType(any_=list(states)))
+            return client.read_flow_runs(deployment_filter=by_deployment,
+                                         flow_run_filter=FlowRunFilter(state=kinds))
+
+        done = wait_for(lambda: runs(StateType.COMPLETED, StateType.FAILED,
+                                     StateType.CRASHED), "a finished scheduled run", 900,
+                        server, serve)
+        assert [r.state.type for r in done] == [StateType.COMPLETED], logs[1].read_text()
+        assert done[0].auto_scheduled  # fired by the schedule, not by hand
+    finally:
+        for proc in (serve, server):
+            if proc is not None:
+                stop(proc)
+    assert server.returncode is not None and serve.returncode is not None
     for path in dvc_outs(root):
         assert path.exists(), path
-    shutil.rmtree(root / "models")  # keep tmp small
+    run_cmd([*DVC, "commit", "-f"], root, env)
+    assert "Running stage" not in run_cmd([*DVC, "repro"], root, env)
+    restore(root, env)
 
 
 def test_serve_registers_a_scheduled_deployment(monkeypatch):
@@ -192,9 +310,12 @@ def test_serve_registers_a_scheduled_deployment(monkeypatch):
     seen: dict = {}
     monkeypatch.setattr(Flow, "serve", lambda self, **kw: seen.update(kw, flow=self.name))
     pipeline_module.main(["--serve", "--cron", "0 3 * * *", "--params", str(REPO / "params.yaml")])
+    assert seen.pop("schedule").cron == "0 3 * * *"
     assert seen == {
         "flow": "pipeline",
         "name": "meloformer-nightly",
-        "cron": "0 3 * * *",
+        "limit": 1,
         "parameters": {"params_file": str(REPO / "params.yaml")},
     }
+    pipeline_module.main(["--serve", "--interval", "60", "--params", "params.yaml"])
+    assert seen["schedule"].interval.total_seconds() == 60
