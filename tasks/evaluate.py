@@ -10,6 +10,7 @@ from prefect import task
 from meloformer.evaluate.evaluate import EvaluateConfig
 from meloformer.evaluate.evaluate import evaluate as run_evaluate
 from meloformer.hid.config import HIDConfig
+from tasks.cli import run_cli
 from tasks.params import PARAMS_FILE, load_params
 
 
@@ -27,11 +28,15 @@ def main(argv: list[str] | None = None) -> None:
         ap.add_argument(f"--{name}", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     args = ap.parse_args(argv)
-    params = load_params(args.params)
-    metrics = run_evaluate(args.checkpoint, args.processed, args.samples, args.out,
-                           params.evaluate, params.preprocess.hid)
-    print(f"evaluate: loss {metrics['loss']['loss']:.4f}, "
-          f"similarity error {metrics['music']['similarity_error']}")
+
+    def run() -> None:
+        params = load_params(args.params)
+        metrics = run_evaluate(args.checkpoint, args.processed, args.samples, args.out,
+                               params.evaluate, params.preprocess.hid)
+        print(f"evaluate: loss {metrics['loss']['loss']:.4f}, "
+              f"similarity error {metrics['music']['similarity_error']}")
+
+    run_cli(run)
 
 
 if __name__ == "__main__":
