@@ -12,8 +12,8 @@ one Prefect starts per process cannot run schedules.
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prefect import flow
@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.data import data
 from flows.training import training
 from tasks.cli import run_cli
-from tasks.evaluate import evaluate
+from tasks.evaluate import EvalSummary, evaluate
 from tasks.generate import generate
 from tasks.params import check_params, load_params
 
@@ -59,10 +59,10 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5}
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(params_file: Path = Path("params.yaml"), root: Path = Path(".")) -> dict:
+def pipeline(params_file: Path = Path("params.yaml"), root: Path = Path(".")) -> EvalSummary:
     """The whole chain on params_file (read at run time, so schedules pick up edits) under root.
 
-    Returns the evaluation metrics (also in metrics/eval.json).
+    Returns the evaluation's headline (every metric is in metrics/eval.json).
     """
     p = Paths(raw=Path(load_params(params_file).raw)).under(root)
     print(check_params(params_file, p.params_ok))  # before anything is written
@@ -72,9 +72,11 @@ def pipeline(params_file: Path = Path("params.yaml"), root: Path = Path(".")) ->
     gen = generate.with_options(**IO_RETRIES)
     gen(p.checkpoint, p.samples, params.generate, params.preprocess.hid)
     ev = evaluate.with_options(**IO_RETRIES)
-    return ev(
+    summary = EvalSummary.of(ev(
         p.checkpoint, p.processed, p.samples, p.metrics, params.evaluate, params.preprocess.hid
-    )
+    ))
+    print(summary.line())
+    return summary
 
 
 FIRST_RUN_S = 10.0
@@ -108,8 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             flow_.serve(name=args.name, schedule=schedule(args.cron, args.interval), limit=1,
                         parameters={"params_file": str(args.params)})
         else:
-            metrics = flow_(args.params)
-            print(f"pipeline: val loss {metrics['loss']['loss']:.4f}")
+            flow_(args.params)
 
     run_cli(run)
 

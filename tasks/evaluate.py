@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import task
@@ -14,10 +15,29 @@ from tasks.cli import run_cli
 from tasks.params import PARAMS_FILE, load_params
 
 
+@dataclass(frozen=True)
+class EvalSummary:
+    """The headline of an evaluation (every metric is in eval.json)."""
+
+    loss: float
+    perplexity: float
+    similarity_error: float | None
+
+    @classmethod
+    def of(cls, metrics: dict) -> EvalSummary:
+        error = metrics["music"]["similarity_error"]
+        return cls(float(metrics["loss"]["loss"]), float(metrics["loss"]["perplexity"]),
+                   None if error is None else float(error))
+
+    def line(self) -> str:
+        return (f"evaluate: val loss {self.loss:.4f}, perplexity {self.perplexity:.2f}, "
+                f"similarity error {self.similarity_error}")
+
+
 @task
 def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
              cfg: EvaluateConfig, hid: HIDConfig) -> dict:
-    """Write out/eval.json and out/plots/*.json; return the metrics."""
+    """Write out/eval.json and out/plots/*.json; return the metrics (plain JSON values)."""
     return run_evaluate(checkpoint, processed, samples, out, cfg, hid)
 
 
@@ -33,8 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(args.params)
         metrics = run_evaluate(args.checkpoint, args.processed, args.samples, args.out,
                                params.evaluate, params.preprocess.hid)
-        print(f"evaluate: loss {metrics['loss']['loss']:.4f}, "
-              f"similarity error {metrics['music']['similarity_error']}")
+        print(EvalSummary.of(metrics).line())
 
     run_cli(run)
 
