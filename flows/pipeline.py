@@ -67,8 +67,10 @@ def pipeline(params_file: Path = Path("params.yaml"), root: Path = Path(".")) ->
     p = Paths(raw=Path(load_params(params_file).raw)).under(root)
     print(check_params(params_file, p.params_ok))  # before anything is written
     params = load_params(params_file)
-    data(params, [p.raw], p.interim, p.processed)
-    training(params, p.processed, p.model, p.metrics)
+    # The subflows get the checked, frozen Params: skip Prefect's pydantic validation, which
+    # in a served run's process fails to resolve the postponed `Params` annotation.
+    data.with_options(validate_parameters=False)(params, [p.raw], p.interim, p.processed)
+    training.with_options(validate_parameters=False)(params, p.processed, p.model, p.metrics)
     gen = generate.with_options(**IO_RETRIES)
     gen(p.checkpoint, p.samples, params.generate, params.preprocess.hid)
     ev = evaluate.with_options(**IO_RETRIES)
