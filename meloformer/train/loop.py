@@ -135,7 +135,8 @@ def _auto_resume(path: Path, dev: torch.device, key: str) -> tuple[dict | None, 
         return None, (f"starting fresh: {path} was made with another config or data "
                       "(run key differs)")
     if ckpt.get("complete"):
-        return None, f"starting fresh: {path} is a finished run (the code changed)"
+        return None, (f"starting fresh: {path} is a finished run (same config and data: "
+                      "the code changed, or the rerun was forced)")
     return ckpt, f"continuing the interrupted run in {path} from step {ckpt['step']}"
 
 
