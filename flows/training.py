@@ -9,18 +9,22 @@ from pathlib import Path
 
 from prefect import flow
 
+from tasks.cli import run_cli
 from tasks.params import load_params
-from tasks.train import configs, train
+from tasks.train import TrainSummary, configs, train
 
 
 @flow(name="training", log_prints=True)
-def training(params, data_dir: Path, out_dir: Path, device: str = "auto") -> dict:
-    """Shards in `data_dir` -> checkpoint, logs, metrics and plots in `out_dir`."""
+def training(params, data_dir: Path, out_dir: Path, metrics_dir: Path | None = None,
+             device: str = "auto") -> TrainSummary:
+    """Shards in `data_dir` -> checkpoint, logs and tb in `out_dir`; train.json and the loss
+    curve in `metrics_dir` (default out_dir/metrics). Continues an interrupted run."""
     cfg, model_cfg = configs(params)
-    summary = train(cfg, model_cfg, data_dir, out_dir, device)
-    print(summary)
+    summary = train(cfg, model_cfg, data_dir, out_dir, device, metrics_dir=metrics_dir)
+    print(summary.line())
     return summary
 
 
 if __name__ == "__main__":
-    training(load_params(), Path("data/processed"), Path("models/train"))
+    run_cli(lambda: training(load_params(), Path("data/processed"), Path("models/train"),
+                             Path("metrics")))

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from meloformer.cli import NothingDone, run_cli
 from meloformer.data.config import DiscoverConfig, PreprocessConfig
 from meloformer.data.discover import MANIFEST_FILE, discover
-from meloformer.data.pool import PreprocessError
 from meloformer.data.preprocess import preprocess
 
 
@@ -40,23 +40,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run discover then preprocess; 0 on success, 1 when the run cannot finish."""
+    """Run discover then preprocess; 0 on success, 1 when the run cannot finish or keeps no
+    song (no MIDI found, or every file rejected: rejects.parquet says why)."""
     args = parse_args(argv)
     dcfg = DiscoverConfig(val_fraction=args.val_fraction, test_fraction=args.test_fraction)
     pcfg = PreprocessConfig(
         workers=args.workers, shard_size=args.shard_size, timeout_s=args.timeout
     )
-    try:
+
+    def run() -> int:
         found = discover(args.input, args.output, dcfg, base=Path.cwd())
         print(found.line(), file=sys.stderr)
+        if found.unique == 0:
+            raise NothingDone(f"no readable MIDI file in {' '.join(map(str, args.input))} "
+                              f"({found.found} found, {len(found.unreadable)} unreadable)")
         done = preprocess(
             args.output / MANIFEST_FILE, args.output, pcfg, Path.cwd(), progress=not args.quiet
         )
-    except (FileNotFoundError, PreprocessError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(done.line())
-    return 0
+        print(done.line())
+        if done.ok == 0:
+            raise NothingDone(f"all {done.rejected} files were rejected "
+                              f"({done.rejected_by_error}); see {args.output}/rejects.parquet")
+        return 0
+
+    return run_cli(run)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import task
@@ -10,13 +11,33 @@ from prefect import task
 from meloformer.evaluate.evaluate import EvaluateConfig
 from meloformer.evaluate.evaluate import evaluate as run_evaluate
 from meloformer.hid.config import HIDConfig
+from tasks.cli import run_cli
 from tasks.params import PARAMS_FILE, load_params
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """The headline of an evaluation (every metric is in eval.json)."""
+
+    loss: float
+    perplexity: float
+    similarity_error: float | None
+
+    @classmethod
+    def of(cls, metrics: dict) -> EvalSummary:
+        error = metrics["music"]["similarity_error"]
+        return cls(float(metrics["loss"]["loss"]), float(metrics["loss"]["perplexity"]),
+                   None if error is None else float(error))
+
+    def line(self) -> str:
+        return (f"evaluate: val loss {self.loss:.4f}, perplexity {self.perplexity:.2f}, "
+                f"similarity error {self.similarity_error}")
 
 
 @task
 def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
              cfg: EvaluateConfig, hid: HIDConfig) -> dict:
-    """Write out/eval.json and out/plots/*.json; return the metrics."""
+    """Write out/eval.json and out/plots/*.json; return the metrics (plain JSON values)."""
     return run_evaluate(checkpoint, processed, samples, out, cfg, hid)
 
 
@@ -27,11 +48,14 @@ def main(argv: list[str] | None = None) -> None:
         ap.add_argument(f"--{name}", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     args = ap.parse_args(argv)
-    params = load_params(args.params)
-    metrics = run_evaluate(args.checkpoint, args.processed, args.samples, args.out,
-                           params.evaluate, params.preprocess.hid)
-    print(f"evaluate: loss {metrics['loss']['loss']:.4f}, "
-          f"similarity error {metrics['music']['similarity_error']}")
+
+    def run() -> None:
+        params = load_params(args.params)
+        metrics = run_evaluate(args.checkpoint, args.processed, args.samples, args.out,
+                               params.evaluate, params.preprocess.hid)
+        print(EvalSummary.of(metrics).line())
+
+    run_cli(run)
 
 
 if __name__ == "__main__":

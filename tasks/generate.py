@@ -9,6 +9,7 @@ from prefect import task
 
 from meloformer.generate.run import GenerateConfig, run_generate
 from meloformer.hid.config import HIDConfig
+from tasks.cli import run_cli
 from tasks.params import PARAMS_FILE, load_params
 
 
@@ -25,9 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     args = ap.parse_args(argv)
-    params = load_params(args.params)
-    written = run_generate(args.checkpoint, args.out, params.generate, params.preprocess.hid)
-    print(f"generate: {len(written)} samples in {args.out}")
+
+    def run() -> None:
+        params = load_params(args.params)
+        written = run_generate(args.checkpoint, args.out, params.generate, params.preprocess.hid)
+        print(f"generate: {len(written)} samples in {args.out}")
+
+    run_cli(run)
 
 
 if __name__ == "__main__":

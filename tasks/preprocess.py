@@ -7,9 +7,11 @@ from pathlib import Path
 
 from prefect import task
 
+from meloformer.cli import NothingDone
 from meloformer.data import preprocess as lib
 from meloformer.data.config import PreprocessConfig
 from meloformer.data.worker import ShardDone
+from tasks.cli import run_cli
 from tasks.params import PARAMS_FILE, load_params
 
 
@@ -47,8 +49,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     args = ap.parse_args(argv)
-    cfg = load_params(args.params).preprocess
-    print(lib.preprocess(args.manifest, args.out, cfg, Path.cwd()).line())
+
+    def run() -> None:
+        cfg = load_params(args.params).preprocess
+        summary = lib.preprocess(args.manifest, args.out, cfg, Path.cwd())
+        print(summary.line())
+        if summary.ok == 0:
+            raise NothingDone(f"all {summary.rejected} files were rejected "
+                              f"({summary.rejected_by_error}); see {args.out}/rejects.parquet")
+
+    run_cli(run)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,11 @@ def clone(tmp_path) -> tuple[Path, dict[str, str]]:
 
     Returns (root, env) with env pointing PATH at this interpreter's venv.
     """
+    return make_clone(tmp_path)
+
+
+def make_clone(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The `clone` fixture's work, for fixtures of a wider scope."""
     if shutil.which("git") is None:
         pytest.skip("git not installed")
     listed = subprocess.run(

@@ -4,18 +4,25 @@ Prefect pipeline flow writing the same outs as dvc.yaml."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
-import shutil
+import json
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
-from conftest import REPO, run_cmd
-from prefect.testing.utilities import prefect_test_harness
+from conftest import REPO, make_clone, run_cmd
 
 from meloformer.model.config import MODEL_SIZES, ModelConfig
-from meloformer.train.config import PRESETS, preset_config
+from meloformer.train.config import PRESETS, resolve
 from tasks.params import load_params
 
 # A run small enough for a test: a few songs, a few steps, one short sample.
@@ -37,7 +44,7 @@ def test_every_preset_and_model_size_builds():
     params = load_params(REPO / "params.yaml")
     assert params.preset in PRESETS and params.model_size in MODEL_SIZES
     for name in PRESETS:
-        cfg = preset_config(name, params.train)
+        cfg = resolve(name, asdict(params.train))
         assert cfg.batch_size >= 1 and cfg.max_seq_len >= 256, name
     for size in MODEL_SIZES:
         assert ModelConfig.from_name(size).n_layer >= 6
@@ -70,47 +77,228 @@ def make_tiny(root: Path, n_files: int = 8) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@pytest.mark.slow
-def test_dvc_repro_end_to_end_then_experiments(clone):
-    root, env = clone
+DVC = [sys.executable, "-m", "dvc"]
+
+
+def out_files(root: Path) -> dict[str, str]:
+    """sha256 of every file under every dvc.yaml out, except the params check's marker."""
+    files = {}
+    for out in dvc_outs(root):
+        for path in [out] if out.is_file() else sorted(out.rglob("*")):
+            if path.is_file() and path.name != "params.ok":
+                files[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
+@pytest.fixture(scope="module")
+def reprod(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A TINY clone after `dvc repro`, with the README's baseline commit (dvc.lock + metrics).
+
+    Tests that change it put it back (git checkout + dvc checkout) before they end.
+    """
+    root, env = make_clone(tmp_path_factory.mktemp("reprod"))
     make_tiny(root)
     run_cmd(["git", "commit", "-qam", "tiny"], root, env)
-    dvc = [sys.executable, "-m", "dvc"]
-    run_cmd([*dvc, "repro"], root, env)
+    run_cmd([*DVC, "repro"], root, env)
+    run_cmd(["git", "add", "dvc.lock", "metrics"], root, env)
+    run_cmd(["git", "commit", "-qm", "baseline run"], root, env)
+    return root, env
+
+
+def restore(root: Path, env: dict[str, str]) -> None:
+    """Back to the baseline commit's workspace."""
+    run_cmd(["git", "checkout", "--", "."], root, env)
+    run_cmd([*DVC, "checkout", "--force"], root, env)
+
+
+@pytest.mark.slow
+def test_dvc_repro_end_to_end(reprod):
+    root, env = reprod
     for path in dvc_outs(root):
         assert path.exists(), path
     assert list((root / "data/samples").glob("*.mid")) and list(
         (root / "data/samples").glob("*.png")
     )
-    again = run_cmd([*dvc, "repro"], root, env)
+    again = run_cmd([*DVC, "repro"], root, env)
     assert "Running stage" not in again  # a second repro runs nothing
-    # The README's experiment commands.
-    run_cmd(["git", "add", "dvc.lock", "metrics"], root, env)
-    run_cmd(["git", "commit", "-qm", "baseline run"], root, env)
-    exp = ["exp", "run", "-S", "train.learning_rate=0.001", "-S", "model.cross_window=2"]
-    run_cmd([*dvc, *exp], root, env)
-    table = list(csv.DictReader(io.StringIO(run_cmd([*dvc, "exp", "show", "--csv"], root, env))))
-    assert len(table) >= 2  # the workspace/baseline and the experiment
-    loss_cols = [c for c in table[0] if c.startswith("loss.loss")]
-    assert loss_cols, list(table[0])
-    runs = {(row.get("train.learning_rate"), row.get("model.cross_window")) for row in table}
-    assert {("0.0003", "1"), ("0.001", "2")} <= runs
-    assert all(row[loss_cols[0]] not in ("", "-", "!") for row in table)
+    shown = run_cmd([*DVC, "metrics", "show"], root, env)
+    assert "metrics/train.json" in shown and "metrics/eval.json" in shown
+    run_cmd([*DVC, "metrics", "diff", "HEAD"], root, env)  # git-tracked: HEAD has them
 
 
 @pytest.mark.slow
-def test_prefect_pipeline_writes_the_dvc_outs(clone, monkeypatch):
-    root, _ = clone
-    make_tiny(root)
-    monkeypatch.chdir(root)  # the stages resolve data paths from the project root, as DVC does
-    from flows.pipeline import pipeline
+@pytest.mark.parametrize(
+    ("line", "bad", "message"),
+    [
+        ("model_size: ", "model_size: huge", "model_size: must be one of"),
+        ("preset: ", "preset: nonsense", "preset: must be null or one of"),
+        ("  learning_rate: ", "  learning_rate: -1e-3",
+         "train.learning_rate: must be > 0, got -0.001"),
+    ],
+)
+def test_a_bad_param_stops_repro_before_any_out_is_deleted(reprod, line, bad, message):
+    root, env = reprod
+    before = out_files(root)
+    text = (root / "params.yaml").read_text().splitlines()
+    i = next(i for i, t in enumerate(text) if t.startswith(line))
+    (root / "params.yaml").write_text("\n".join([*text[:i], bad, *text[i + 1 :]]) + "\n")
+    done = subprocess.run([*DVC, "repro"], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    errors = [t for t in done.stderr.splitlines() if t.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert out_files(root) == before  # byte-identical: nothing was deleted or rewritten
+    restore(root, env)
 
-    with prefect_test_harness(server_startup_timeout=180):
-        metrics = pipeline(Path("params.yaml"), Path("."))
-    assert metrics["loss"]["loss"] > 0
+
+@pytest.mark.slow
+def test_experiments_compare_train_and_eval_metrics(reprod):
+    """The README's experiment commands; -S train.batch_size changes the batch that runs."""
+    root, env = reprod
+    run_cmd([*DVC, "exp", "run", "-S", "train.batch_size=4", "-S", "model.cross_window=2"],
+            root, env)
+    table = list(csv.DictReader(io.StringIO(run_cmd([*DVC, "exp", "show", "--csv"], root, env))))
+    runs = {row["rev"]: row for row in table}
+    base = next(r for r in table if r["rev"] not in ("workspace",) and not r["Experiment"])
+    exp = next(r for r in table if r["Experiment"])
+    for row in (base, exp):  # train and eval metrics on both rows, none missing ("!")
+        for col in ("final_loss", "epochs_done", "loss.loss"):
+            assert row[col] not in ("", "-", "!"), (col, row)
+    assert (base["config.train.batch_size"], exp["config.train.batch_size"]) == ("1", "4")
+    assert (base["model.cross_window"], exp["model.cross_window"]) == ("1", "2")
+    assert "workspace" in runs
+    readable = run_cmd([*DVC, "exp", "show", "--only-changed", "--csv"], root, env)
+    assert "config.train.batch_size" in readable.splitlines()[0]
+    restore(root, env)
+
+
+def set_params(root: Path, section: str, **values) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_train_then_repro_continues_the_run(reprod, tmp_path):
+    """SIGINT mid-train under `dvc repro` saves a checkpoint and fails the stage; the next
+    `dvc repro` continues it and ends where an uninterrupted run ends."""
+    root, env = reprod
+    set_params(root, "train", max_steps=0, epochs=4, save_every=1000, save_every_s=0.0)
+    run_cmd([*DVC, "repro", "params"], root, env)
+    log = root / "models" / "train" / "train.log"
+    log.unlink()  # the baseline's log has a "Step 3:" too
+    proc = subprocess.Popen([*DVC, "repro", "train"], cwd=root, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own group, like a terminal's job
+    deadline = time.monotonic() + 300
+    while not (log.exists() and "Step 3:" in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, out
+    ckpt = torch.load(root / "models/train/checkpoints/last.pt", weights_only=True)
+    assert ckpt["step"] >= 3 and not ckpt["complete"], out
+    again = run_cmd([*DVC, "repro", "train"], root, env)
+    assert "continuing the interrupted run" in again and f"resume at {ckpt['step']}" in again
+    resumed = json.loads((root / "metrics" / "train.json").read_text())
+    ref = tmp_path / "ref"
+    run_cmd([sys.executable, "-m", "tasks.train", "--data_dir", "data/processed", "--out",
+             str(ref), "--fresh"], root, env)
+    whole = json.loads((ref / "metrics" / "train.json").read_text())
+    assert resumed["steps"] == whole["steps"] and resumed["epochs_done"] == 4
+    assert abs(resumed["final_loss"] - whole["final_loss"]) <= 1e-5
+    restore(root, env)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM a process group started with start_new_session, SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for(check, what: str, seconds: float, *procs: subprocess.Popen):
+    """Poll `check()` until truthy; fail naming `what` on timeout or when a process died."""
+    deadline = time.monotonic() + seconds
+    while not (got := check()):
+        for proc in procs:
+            assert proc.poll() is None, f"{what}: {proc.args} exited {proc.returncode}"
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(1)
+    return got
+
+
+@pytest.mark.slow
+def test_a_served_deployment_runs_on_schedule_and_dvc_records_it(reprod, tmp_path):
+    """A real `prefect server start`, the pipeline served with a short interval, one run that
+    completes on schedule; then `dvc commit -f` (the README's command) records it."""
+    import httpx
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    root, env = reprod
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**env, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": url,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "INFO"}
+    logs = tmp_path / "server.log", tmp_path / "serve.log"
+    server = subprocess.Popen(
+        ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], cwd=root,
+        env=env, stdout=logs[0].open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    serve = None
+    try:
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{url}/health", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, "prefect server health", 300, server)
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "flows.pipeline", "--serve", "--interval", "3600",
+             "--name", "test-schedule"], cwd=root, env=env, stdout=logs[1].open("w"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        client = SyncPrefectClient(api=url)
+        by_deployment = DeploymentFilter(name=DeploymentFilterName(any_=["test-schedule"]))
+
+        def runs(*states: StateType) -> list:
+            kinds = FlowRunFilterState(type=FlowRunFilterStateType(any_=list(states)))
+            return client.read_flow_runs(deployment_filter=by_deployment,
+                                         flow_run_filter=FlowRunFilter(state=kinds))
+
+        done = wait_for(lambda: runs(StateType.COMPLETED, StateType.FAILED,
+                                     StateType.CRASHED), "a finished scheduled run", 900,
+                        server, serve)
+        assert [r.state.type for r in done] == [StateType.COMPLETED], logs[1].read_text()
+        assert done[0].auto_scheduled  # fired by the schedule, not by hand
+    finally:
+        for proc in (serve, server):
+            if proc is not None:
+                stop(proc)
+    assert server.returncode is not None and serve.returncode is not None
     for path in dvc_outs(root):
         assert path.exists(), path
-    shutil.rmtree(root / "models")  # keep tmp small
+    run_cmd([*DVC, "commit", "-f"], root, env)
+    assert "Running stage" not in run_cmd([*DVC, "repro"], root, env)
+    restore(root, env)
 
 
 def test_serve_registers_a_scheduled_deployment(monkeypatch):
@@ -122,9 +310,12 @@ def test_serve_registers_a_scheduled_deployment(monkeypatch):
     seen: dict = {}
     monkeypatch.setattr(Flow, "serve", lambda self, **kw: seen.update(kw, flow=self.name))
     pipeline_module.main(["--serve", "--cron", "0 3 * * *", "--params", str(REPO / "params.yaml")])
+    assert seen.pop("schedule").cron == "0 3 * * *"
     assert seen == {
         "flow": "pipeline",
         "name": "meloformer-nightly",
-        "cron": "0 3 * * *",
+        "limit": 1,
         "parameters": {"params_file": str(REPO / "params.yaml")},
     }
+    pipeline_module.main(["--serve", "--interval", "60", "--params", "params.yaml"])
+    assert seen["schedule"].interval.total_seconds() == 60

@@ -12,12 +12,15 @@ from train_helpers import make_dataset, tiny_model, tiny_train
 
 from meloformer.model.transformer import MeloFormer
 from meloformer.train import TooManyBadSteps, load_checkpoint, model_config_from, train
+from meloformer.train import loader as loader_module
 from meloformer.train import loop as loop_module
 from meloformer.train.config import PRESETS, TrainConfig, preset_config
 from meloformer.train.dist import DistInfo
+from meloformer.train.horizon import epoch_steps
 from meloformer.train.optim import param_groups
 from meloformer.train.phases import Phase, phase_at
 from meloformer.train.schedule import lr_at
+from meloformer.train.shards import build_index
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +37,42 @@ def test_phases_switch_when_due_and_outputs_are_written(data_dir, tmp_path):
     assert "Step 4: Phase 2 → Phase 3: batch_size 1 → 2" in log
     assert summary["steps"] == 6
     assert json.loads((tmp_path / "metrics" / "train.json").read_text()) == summary
-    curve = (tmp_path / "plots" / "train_loss.tsv").read_text().splitlines()
+    curve = (tmp_path / "metrics" / "plots" / "train_loss.tsv").read_text().splitlines()
     assert curve[0] == "step\tloss\tlr\tgrad_norm" and len(curve) == 7
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert ckpt["step"] == 6 and model_config_from(ckpt) == tiny_model()
     model = MeloFormer(model_config_from(ckpt))
     model.load_state_dict(ckpt["model"])  # generation needs nothing but the file
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_an_epoch_sees_every_song_once_whatever_the_phases(data_dir, tmp_path, monkeypatch, accum):
+    """Phases 1-2 run batch 1, phase 3 batch 3: the horizon replays that (the old one assumed
+    batch 3 from step 0 and stopped with songs unseen), and epochs_done counts the epochs."""
+    seen: list[tuple[int, tuple[int, ...]]] = []
+    get = loader_module.PlanDataset.__getitem__
+
+    def recording(self, i):
+        plan = self.plans[i]
+        seen.append((plan.epoch, tuple(plan.songs)))
+        return get(self, i)
+
+    monkeypatch.setattr(loader_module.PlanDataset, "__getitem__", recording)
+    cfg = tiny_train(max_steps=0, epochs=2, phase2_step=2, phase3_step=3, batch_size=3,
+                     gradient_accumulation_steps=accum, save_every=100, max_seq_len=128)
+    index = build_index(data_dir)
+    horizon = epoch_steps(index, cfg)
+    summary = train(cfg, tiny_model(), data_dir, tmp_path, device="cpu")
+    assert summary["steps"] == horizon and summary["epochs_done"] == 2
+    assert f"{horizon} steps (2 epochs = {horizon} steps)" in (tmp_path / "train.log").read_text()
+    songs = sorted(range(len(index.n_tokens)))
+    for epoch in (0, 1):
+        got = sorted(s for e, batch in seen if e == epoch for s in batch)
+        if accum == 1:  # nothing read is dropped: exactly every song once
+            assert got == songs, epoch
+        else:  # the last < accum micro-batches of an epoch are read, then dropped
+            assert len(set(got)) == len(got) and len(songs) - len(got) <= 2 * 3, epoch
 
 
 def test_loss_goes_down(tmp_path):

@@ -66,3 +66,38 @@ def test_sigkill_at_half_then_resume_matches_straight_run(tmp_path):
     assert resumed["steps"] == STEPS and got.shape == want.shape
     assert (got[:, 1] - want[:, 1]).abs().max() <= 1e-6
     assert "resume at" in (out / "train.log").read_text()
+
+
+def test_auto_resume_continues_only_the_same_unfinished_run(tmp_path, monkeypatch):
+    """resume="auto" (what dvc repro uses): an unfinished run of the same config and data
+    continues; a finished one, or another config, starts fresh and says why."""
+    from train_helpers import tiny_model, tiny_train
+
+    from meloformer.train import loop as loop_module
+    from meloformer.train import train
+
+    data, out = make_dataset(tmp_path, copies=1), tmp_path / "out"
+    cfg = tiny_train(max_steps=4, epochs=3, save_every=100, save_every_s=1e-9)  # save each step
+    saves = []
+    save = loop_module.save_checkpoint
+    monkeypatch.setattr(loop_module, "save_checkpoint",
+                        lambda path, state: (saves.append(state["step"]), save(path, state)))
+    train(cfg, tiny_model(), data, out, device="cpu", resume="auto")
+    assert saves == [1, 2, 3, 4, 4]  # the wall-clock saves, then the final one
+    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt["complete"]
+
+    def log_of(run_cfg) -> str:
+        """What this run adds to train.log (the logger appends)."""
+        before = len((out / "train.log").read_text())
+        train(run_cfg, tiny_model(), data, out, device="cpu", resume="auto")
+        return (out / "train.log").read_text()[before:]
+
+    assert "is a finished run" in log_of(cfg)
+    ckpt["complete"] = False  # as a SIGINT leaves it
+    ckpt["step"], ckpt["history"] = 2, ckpt["history"][:2]
+    loop_module.save_checkpoint(out / "checkpoints" / "last.pt", ckpt)
+    resumed = log_of(cfg)
+    assert "continuing the interrupted run" in resumed and "resume at 2" in resumed
+    assert "another config or data" in log_of(
+        tiny_train(max_steps=4, epochs=3, learning_rate=5e-4))

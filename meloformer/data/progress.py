@@ -20,10 +20,12 @@ class Progress:
         total: items expected.
         label: prefix of the line.
         stream: where to write (stderr by default); None writes nothing.
+        unit: what the items are ("files", "steps").
     """
 
-    def __init__(self, total: int, label: str, stream: TextIO | None = sys.stderr) -> None:
-        self.total, self.label, self.stream = total, label, stream
+    def __init__(self, total: int, label: str, stream: TextIO | None = sys.stderr,
+                 unit: str = "files") -> None:
+        self.total, self.label, self.stream, self.unit = total, label, stream, unit
         self.start = self.last = time.monotonic()
         self.tty = bool(stream is not None and stream.isatty())
         self.every = 0.2 if self.tty else LOG_EVERY_S
@@ -48,8 +50,8 @@ class Progress:
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         pct = 100.0 * self.done / self.total if self.total else 100.0
         return (
-            f"{self.label}: {self.done}/{self.total} files ({pct:5.1f}%) "
-            f"{rate:7.1f} files/s  elapsed {elapsed:6.1f} s  eta {eta:6.1f} s"
+            f"{self.label}: {self.done}/{self.total} {self.unit} ({pct:5.1f}%) "
+            f"{rate:7.1f} {self.unit}/s  elapsed {elapsed:6.1f} s  eta {eta:6.1f} s"
         )
 
     def _write(self, line: str, final: bool) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import fields
 from pathlib import Path
 
+from meloformer.cli import run_cli
 from meloformer.evaluate.evaluate import EvaluateConfig, evaluate
-from meloformer.train.checkpoint import CheckpointError
-from meloformer.train.shards import ShardError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,11 +21,8 @@ def main(argv: list[str] | None = None) -> None:
                         default=getattr(defaults, f.name))
     args = vars(ap.parse_args(argv))
     cfg = EvaluateConfig(**{f.name: args[f.name] for f in fields(EvaluateConfig)})
-    try:
-        metrics = evaluate(args["checkpoint"], args["processed"], args["samples"], args["out"],
-                           cfg)
-    except (CheckpointError, ShardError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+    metrics = run_cli(lambda: evaluate(args["checkpoint"], args["processed"], args["samples"],
+                                       args["out"], cfg), ValueError)
     print(json.dumps({"loss": metrics["loss"]["loss"],
                       "similarity_error": metrics["music"]["similarity_error"]}))
 

@@ -7,15 +7,10 @@ Modes: from scratch (default; --instruments), --prompt x.mid (continue it in tim
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from meloformer.generate.conditions import ConditionError
-from meloformer.generate.constrain import GenerationError
+from meloformer.cli import run_cli
 from meloformer.generate.run import GenerateConfig, run_generate
-from meloformer.generate.script import ModeError
-from meloformer.hid import MidiError
-from meloformer.train.checkpoint import CheckpointError
 
 
 def _programs(text: str) -> tuple[int, ...]:
@@ -37,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     cond.add_argument("--time-signature", help="e.g. 3/4")
     cond.add_argument("--tempo", type=float, help="BPM")
     cond.add_argument("--chords", type=lambda s: tuple(s.split(",")), help="e.g. Cmaj,Amin")
-    cond.add_argument("--max-tokens", type=int, default=4096)
+    cond.add_argument("--max-tokens", type=int, default=None,
+                      help="cap on a sample's tokens (default: sized from the prompt; "
+                      "4096 from scratch)")
     smp = ap.add_argument_group("sampling")
     smp.add_argument("--samples", type=int, default=1)
     smp.add_argument("--temperature", type=float, default=1.0)
@@ -59,13 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         instruments=args.instruments, max_tokens=args.max_tokens, device=args.device,
         threads=args.threads, compile=args.compile,
     )
-    try:
-        written = run_generate(args.checkpoint, args.out, cfg, prompt=args.prompt,
-                               prompt_bars=args.prompt_bars, add_program=args.add_track,
-                               new_tracks=args.new_tracks)
-    except (CheckpointError, ConditionError, GenerationError, ModeError, MidiError,
-            ValueError) as e:
-        sys.exit(f"error: {e}")
+    written = run_cli(lambda: run_generate(
+        args.checkpoint, args.out, cfg, prompt=args.prompt, prompt_bars=args.prompt_bars,
+        add_program=args.add_track, new_tracks=args.new_tracks), ValueError)
     for paths in written:
         print(paths["mid"])
 

@@ -11,7 +11,13 @@ from meloformer.generate.conditions import Conditions
 from meloformer.generate.generate import Request, generate
 from meloformer.generate.output import write_sample
 from meloformer.generate.sampling import SamplingConfig
-from meloformer.generate.script import Script, add_track, continuation, from_scratch
+from meloformer.generate.script import (
+    Script,
+    add_track,
+    continuation,
+    from_scratch,
+    token_budget,
+)
 from meloformer.hid.config import HIDConfig
 from meloformer.hid.encode import encode_file, vocab_for
 from meloformer.hid.vocab import Vocab
@@ -34,7 +40,8 @@ class GenerateConfig:
     chords: tuple[str, ...] | None = None
     instruments: tuple[int, ...] | None = None
     """Programs of the tracks to write from scratch (128 = drums); None = model's choice."""
-    max_tokens: int = 4096
+    max_tokens: int | None = 4096
+    """Cap on a sample's tokens; None: sized from the prompt (script.token_budget)."""
     device: str = "auto"
     """auto = cuda when available, else cpu."""
     compile: bool = False
@@ -44,14 +51,15 @@ class GenerateConfig:
     thread beats two on a shared machine (bench/generate.py measures both)."""
 
     def __post_init__(self) -> None:
-        if self.n_samples < 1 or self.max_tokens < 8 or self.threads < 0:
+        if self.n_samples < 1 or (self.max_tokens or 8) < 8 or self.threads < 0:
             raise ValueError(f"GenerateConfig: need n_samples >= 1, max_tokens >= 8, "
                              f"threads >= 0; got {self}")
 
     def request(self, script: Script, n_bars: int | None) -> Request:
         """The Request for a script (n_bars overridden by modes that fix the bars)."""
         cond = Conditions(n_bars=n_bars, time_signature=self.time_signature, tempo=self.tempo,
-                          chords=self.chords, max_tokens=self.max_tokens)
+                          chords=self.chords,
+                          max_tokens=self.max_tokens or token_budget(script, n_bars))
         sampling = SamplingConfig(self.temperature, self.top_k, self.top_p, self.seed)
         return Request(script, cond, sampling, self.n_samples)
 

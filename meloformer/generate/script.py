@@ -105,6 +105,25 @@ def add_track(vocab: Vocab, given: Encoding, program: int) -> Script:
     return (Forced(head), Free(tail[0], track_bars=0), Forced(tail))
 
 
+SCRATCH_TOKENS = 4096
+"""The smallest default budget (what a song from scratch gets)."""
+
+
+def token_budget(script: Script, n_bars: int | None = None) -> int:
+    """A max_tokens that fits `script`: its forced tokens, then room for the sampled runs.
+
+    The room scales with what is forced, so a long prompt never leaves a mode without room:
+    adding a track gets the prompt's length again (a track is at most as dense as the whole
+    song, with margin), continuing from k kept bars to n_bars gets n_bars / k times the kept
+    tokens; 1024 more either way, rounded up to 256, and never below SCRATCH_TOKENS.
+    """
+    forced = sum(len(s.tokens) for s in script if isinstance(s, Forced))
+    kept = max((s.track_bars or 0 for s in script if isinstance(s, Free)), default=0)
+    growth = 1.0 if not (kept and n_bars) else max(1.0, n_bars / kept)
+    need = int(forced * (1 + growth)) + 1024
+    return max(SCRATCH_TOKENS, -(-need // 256) * 256)
+
+
 def prompt_tokens(script: Script) -> tuple[int, ...]:
     """The leading forced tokens every sample shares (what prefill runs)."""
     first = script[0]

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from meloformer.cli import NothingDone, run_cli
 from meloformer.hid.check import check_corpus, format_table
 from meloformer.hid.config import HIDConfig
 from meloformer.hid.decode import decode
@@ -21,10 +22,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """The table; an error (exit 2) for a missing folder or one without a valid file."""
+    if not Path(args.dir).is_dir():
+        raise NotADirectoryError(f"{args.dir}: no such directory")
     rows = check_corpus(Path(args.dir), HIDConfig())
     print(format_table(rows))
     if args.json:
         _atomic_write(Path(args.json), json.dumps(rows, indent=1).encode())
+    if rows["TOTAL"]["valid"] == 0:
+        raise NothingDone(f"{args.dir}: no valid MIDI file ({rows['TOTAL']['files']} found)")
     return 0
 
 
@@ -72,11 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("input")
     d.add_argument("-o", "--output", required=True)
     args = ap.parse_args(argv)
-    try:
-        return {"check": cmd_check, "encode": cmd_encode, "decode": cmd_decode}[args.cmd](args)
-    except HIDError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    command = {"check": cmd_check, "encode": cmd_encode, "decode": cmd_decode}[args.cmd]
+    return run_cli(lambda: command(args), json.JSONDecodeError, code=2)
 
 
 if __name__ == "__main__":

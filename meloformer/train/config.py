@@ -44,22 +44,31 @@ class TrainConfig:
     """torch.compile the model on CUDA (ignored on CPU)."""
     log_every: int = 10
     save_every: int = 500
+    save_every_s: float = 300.0
+    """Also checkpoint when this many seconds passed since the last save (0: off)."""
     max_bad_steps: int = 20
     """Abort after this many steps skipped for a non-finite loss."""
 
     def __post_init__(self) -> None:
+        # Messages read "<field>: <rule>, got <value>" so the params layer can prefix "train.".
         positive = ("max_seq_len", "batch_size", "gradient_accumulation_steps", "epochs",
                     "chunk_songs", "log_every", "save_every")
         for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name}: must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.phase2_step <= self.phase3_step:
-            raise ValueError("TrainConfig: need 0 <= phase2_step <= phase3_step")
-        if not self.buckets or sorted(self.buckets) != list(self.buckets) or self.buckets[-1] != 1:
-            raise ValueError(f"TrainConfig.buckets: ascending fractions ending in 1, got "
-                             f"{self.buckets}")
-        if self.num_workers < 0 or self.max_steps < 0 or self.learning_rate <= 0:
-            raise ValueError("TrainConfig: num_workers, max_steps >= 0 and learning_rate > 0")
+            _check(name, getattr(self, name), getattr(self, name) >= 1, "must be >= 1")
+        for name in ("num_workers", "max_steps", "warmup_steps", "phase2_step", "max_bad_steps",
+                     "save_every_s", "weight_decay", "grad_clip"):
+            _check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
+        _check("learning_rate", self.learning_rate, self.learning_rate > 0, "must be > 0")
+        _check("min_lr_ratio", self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1,
+               "must be in [0, 1]")
+        for name in ("beta1", "beta2"):
+            _check(name, getattr(self, name), 0 <= getattr(self, name) < 1, "must be in [0, 1)")
+        _check("phase3_step", self.phase3_step, self.phase3_step >= self.phase2_step,
+               f"must be >= phase2_step ({self.phase2_step})")
+        ok = bool(self.buckets) and sorted(self.buckets) == list(self.buckets) and \
+            self.buckets[-1] == 1 and self.buckets[0] > 0
+        _check("buckets", list(self.buckets), ok, "must be ascending fractions in (0, 1] "
+               "ending in 1")
 
     def bucket_lengths(self) -> tuple[int, ...]:
         """Static row lengths T, ascending; the last is max_seq_len."""
@@ -80,6 +89,12 @@ class TrainConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _check(name: str, value: Any, ok: bool, rule: str) -> None:
+    """Raise ValueError("<name>: <rule>, got <value>") unless `ok`."""
+    if not ok:
+        raise ValueError(f"{name}: {rule}, got {value!r}")
+
+
 # Per-hardware overrides of TrainConfig. Sequence length x micro-batch is what fits in memory
 # for `small`/`base`; accumulation keeps the global batch near 48 sequences of 8k tokens.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -92,6 +107,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     "h200": dict(max_seq_len=8192, batch_size=12, gradient_accumulation_steps=4,
                  num_workers=12),
 }
+
+
+def resolve(preset: str | None, written: dict[str, Any]) -> TrainConfig:
+    """The run's TrainConfig from params.yaml: defaults < the preset < the keys written.
+
+    A preset supplies hardware defaults; a key given in `written` (params.yaml `train:`, None
+    entries meaning "not written") wins over it, so `dvc exp run -S train.batch_size=4` always
+    changes the batch whatever the preset.
+
+    Raises:
+        ValueError: unknown preset, or a value out of range ("<field>: <rule>, got <value>").
+    """
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    given = {k: v for k, v in written.items() if v is not None}
+    return TrainConfig(**{**(PRESETS[preset] if preset else {}), **given})
 
 
 def preset_config(preset: str | None, base: TrainConfig | None = None) -> TrainConfig:

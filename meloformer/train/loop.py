@@ -3,13 +3,21 @@
 `train()` is the library entry point (the CLI and tasks/train.py call it). Everything a resumed
 run needs is in the checkpoint; the data stream is a pure function of (seed, epoch, plan
 origin, batches done), so a run killed at any step and resumed repeats the same losses.
+Checkpoints go out every `save_every` steps, every `save_every_s` seconds, at the end, and on
+SIGINT/SIGTERM (then the run stops with `Interrupted`). Each carries the run key (a hash of
+the resolved configs and the shards' bytes) so `resume="auto"` continues only the same run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import signal
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -18,6 +26,7 @@ from meloformer.model.config import ModelConfig
 from meloformer.model.transformer import MeloFormer
 from meloformer.train.checkpoint import (
     LAST,
+    CheckpointError,
     load_checkpoint,
     model_config_dict,
     model_config_from,
@@ -28,6 +37,7 @@ from meloformer.train.checkpoint import (
 from meloformer.train.config import TrainConfig
 from meloformer.train.dist import DistInfo, all_reduce, init_distributed
 from meloformer.train.feed import DataFeed, DataState
+from meloformer.train.horizon import epoch_steps
 from meloformer.train.metrics import TrainLogger
 from meloformer.train.optim import build_optimizer
 from meloformer.train.phases import oom_line, phase_at, switch_line
@@ -38,6 +48,28 @@ from meloformer.train.step import LossModule, train_step
 
 class TooManyBadSteps(RuntimeError):
     """More steps than TrainConfig.max_bad_steps had a non-finite loss or gradient."""
+
+
+class Interrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped the run after it wrote a checkpoint (`signum` says which)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+def run_key(cfg: TrainConfig, model_cfg: ModelConfig, data_dir: Path) -> str:
+    """sha256 of the resolved configs and the bytes of every shard: the same key means the
+    same run, so a checkpoint with this key can be continued."""
+    h = hashlib.sha256(json.dumps([_plain(cfg), model_config_dict(model_cfg)],
+                                  sort_keys=True).encode())
+    root = Path(data_dir) / "shards" if (Path(data_dir) / "shards").is_dir() else Path(data_dir)
+    for path in sorted(root.rglob("*.parquet")):
+        h.update(path.relative_to(root).as_posix().encode())
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def resolve_device(device: str, dist_info: DistInfo) -> torch.device:
@@ -51,7 +83,8 @@ def resolve_device(device: str, dist_info: DistInfo) -> torch.device:
 
 def train(
     cfg: TrainConfig, model_cfg: ModelConfig, data_dir: Path, out_dir: Path,
-    device: str = "auto", resume: bool = False,
+    device: str = "auto", resume: bool | Literal["auto"] = False,
+    metrics_dir: Path | None = None,
 ) -> dict:
     """Train (or continue) a MeloFormer on the `train` split of the shards in `data_dir`.
 
@@ -61,34 +94,64 @@ def train(
         data_dir: processed data dir (or its shards/ subdir).
         out_dir: receives checkpoints/last.pt, train.log, tb/, metrics/, plots/.
         device: "auto", "cpu", "cuda" or "cuda:N".
-        resume: continue from out_dir/checkpoints/last.pt when it exists.
+        resume: True: continue from out_dir/checkpoints/last.pt when it exists. "auto" (what
+            `dvc repro` uses): continue only an unfinished run with the same run key, else
+            start fresh and log why.
+        metrics_dir: receives train.json and plots/train_loss.tsv (default out_dir/metrics).
 
     Returns:
-        The summary written to metrics/train.json.
+        The summary written to metrics_dir/train.json.
 
     Raises:
         TooManyBadSteps: the non-finite guard tripped.
+        Interrupted: SIGINT/SIGTERM arrived; a checkpoint of the last step was written.
+        CheckpointError: resume=True and the checkpoint is unreadable.
     """
     info = init_distributed("cuda" if "cuda" in device or (
         device == "auto" and torch.cuda.is_available()) else "cpu")
     dev = resolve_device(device, info)
     ckpt_path = Path(out_dir) / "checkpoints" / LAST
-    ckpt = load_checkpoint(ckpt_path, dev) if resume and ckpt_path.exists() else None
+    key = run_key(cfg, model_cfg, data_dir)
+    ckpt = load_checkpoint(ckpt_path, dev) if resume is True and ckpt_path.exists() else None
+    note = None
+    if resume == "auto" and ckpt_path.exists():
+        ckpt, note = _auto_resume(ckpt_path, dev, key)
     if ckpt is not None:  # the checkpoint's model, whatever model_cfg says
         model_cfg = model_config_from(ckpt)
     torch.manual_seed(cfg.seed)
     model = MeloFormer(model_cfg).to(dev)
-    return _Run(cfg, model, data_dir, Path(out_dir), dev, info, ckpt).run()
+    metrics_dir = Path(metrics_dir) if metrics_dir else Path(out_dir) / "metrics"
+    return _Run(cfg, model, data_dir, Path(out_dir), dev, info, ckpt, key, metrics_dir,
+                note).run()
+
+
+def _auto_resume(path: Path, dev: torch.device, key: str) -> tuple[dict | None, str]:
+    """(checkpoint to continue or None, the log line saying which and why)."""
+    try:
+        ckpt = load_checkpoint(path, dev)
+    except CheckpointError as e:
+        return None, f"starting fresh: {e}"
+    if ckpt.get("run_key") != key:
+        return None, (f"starting fresh: {path} was made with another config or data "
+                      "(run key differs)")
+    if ckpt.get("complete"):
+        return None, (f"starting fresh: {path} is a finished run (same config and data: "
+                      "the code changed, or the rerun was forced)")
+    return ckpt, f"continuing the interrupted run in {path} from step {ckpt['step']}"
 
 
 class _Run:
     """One training run's mutable state (kept out of `train` to keep functions short)."""
 
-    def __init__(self, cfg, model, data_dir, out_dir, dev, info, ckpt) -> None:
+    def __init__(self, cfg, model, data_dir, out_dir, dev, info, ckpt, key, metrics_dir,
+                 note) -> None:
         self.cfg, self.model, self.out_dir, self.dev, self.info = cfg, model, out_dir, dev, info
+        self.key, self.complete, self.signum = key, False, 0
         self.optimizer = build_optimizer(model, cfg)
-        self.feed = DataFeed(build_index(data_dir), cfg, info, dev)
-        self.total_steps = cfg.max_steps or self.feed.horizon()
+        index = build_index(data_dir)
+        self.feed = DataFeed(index, cfg, info, dev)
+        self.epoch_steps = epoch_steps(index, cfg, info.world)
+        self.total_steps = max(1, min(cfg.max_steps or self.epoch_steps, self.epoch_steps))
         self.step, self.bad_steps, self.oom_halvings, self.tokens = 0, 0, 0, 0
         self.history: list[tuple[int, float, float, float]] = []  # step, loss, lr, grad norm
         self.data = DataState()
@@ -99,28 +162,75 @@ class _Run:
             for block in model.blocks:
                 block.compile()
         self.module = DistributedDataParallel(module) if info.world > 1 else module
-        self.log = TrainLogger(out_dir, info.is_main, self.total_steps)
+        self.log = TrainLogger(out_dir, info.is_main, self.total_steps, metrics_dir)
+        if note:
+            self.log.line(note)
         if ckpt is not None and ckpt["train_config"] != _plain(cfg):
             self.log.line("warning: resuming with a train config that differs from the "
                           "checkpoint's; the data order follows the new one")
 
     def run(self) -> dict:
         """Train to the end; returns the summary. Sinks and loader close even on error."""
+        restore = self._catch_signals()
         try:
             self._train()
+            if self.signum:
+                self._save()
+                name = signal.Signals(self.signum).name
+                self.log.line(f"{name} at step {self.step}: checkpoint saved; run the same "
+                              "command again (or dvc repro) to continue")
+                raise Interrupted(f"training stopped by {name} at step {self.step}; "
+                                  "the checkpoint is saved, rerun to continue", self.signum)
+            self.complete = True
             self._save()
             return self._finish()
         finally:
+            restore()
             self.feed.stop()
             self.log.close()
+
+    def _catch_signals(self):
+        """Turn the first SIGINT/SIGTERM into a stop after the current step (a second one
+        acts as usual); returns the function restoring the old handlers. Main thread only
+        (a Prefect task thread cannot install handlers)."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        sigs = (signal.SIGINT, signal.SIGTERM)
+        old = {s: signal.getsignal(s) for s in sigs}
+
+        def restore() -> None:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+        def on_signal(signum, frame) -> None:
+            self.signum = signum
+            restore()
+
+        for s in sigs:
+            signal.signal(s, on_signal)
+        return restore
+
+    def _stop_requested(self) -> bool:
+        """A signal arrived on any rank (every rank stops at the same step)."""
+        if self.info.world == 1:
+            return bool(self.signum)
+        flag = torch.tensor([int(bool(self.signum))], device=self.dev)
+        self.signum = self.signum or (signal.SIGTERM if all_reduce(flag).item() else 0)
+        return bool(self.signum)
 
     def _train(self) -> None:
         cfg, log = self.cfg, self.log
         log.line(f"MeloFormer {self.model.num_params():,} params, device {self.dev}, "
-                 f"world {self.info.world}, {self.total_steps} steps, resume at {self.step}")
+                 f"world {self.info.world}, {self.total_steps} steps "
+                 f"({cfg.epochs} epochs = {self.epoch_steps} steps), resume at {self.step}")
+        log.line(f"config: {json.dumps(self._config())}")
         phase = None
         t0, tok0 = time.perf_counter(), self.tokens
-        while self.step < self.total_steps and self.data.origin.epoch < cfg.epochs:
+        saved_at = time.monotonic()
+        while self.data.origin.epoch < cfg.epochs and (
+                not cfg.max_steps or self.step < cfg.max_steps):
+            if self._stop_requested():
+                return
             new = phase_at(self.step, cfg, self.oom_halvings)
             if new != phase:
                 log.line(switch_line(self.step, phase, new))
@@ -128,7 +238,9 @@ class _Run:
                 phase = new
             micro = self.feed.take(phase.accum)
             if not micro:  # this epoch is over on some rank
-                self.data = self.feed.start(self.data.next_epoch(), phase)
+                self.data = self.data.next_epoch()
+                if self.data.origin.epoch < cfg.epochs:
+                    self.data = self.feed.start(self.data, phase)
                 continue
             try:
                 res = self._step(micro)
@@ -146,8 +258,10 @@ class _Run:
                 rate = (self.tokens - tok0) / max(time.perf_counter() - t0, 1e-9)
                 self._log_step(res, phase.index, rate)
                 t0, tok0 = time.perf_counter(), self.tokens
-            if self.step % cfg.save_every == 0:
+            due = cfg.save_every_s and time.monotonic() - saved_at >= cfg.save_every_s
+            if self.step % cfg.save_every == 0 or due:
                 self._save()
+                saved_at = time.monotonic()
 
     def _lr(self, step: int) -> float:
         c = self.cfg
@@ -201,6 +315,7 @@ class _Run:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "model_config": model_config_dict(self.model.cfg), "train_config": _plain(self.cfg),
+            "run_key": self.key, "complete": self.complete,
             "step": self.step, "bad_steps": self.bad_steps, "oom_halvings": self.oom_halvings,
             "tokens": self.tokens, "data": self.data.to_dict(), "rng": rng_state(),
             "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 4),
@@ -225,11 +340,15 @@ class _Run:
         last = self.history[-1][1] if self.history else float("nan")
         return {"steps": self.step, "final_loss": last, "tokens": self.tokens,
                 "bad_steps": self.bad_steps, "epochs_done": self.data.origin.epoch,
-                "num_params": self.model.num_params()}
+                "num_params": self.model.num_params(), "config": self._config()}
+
+    def _config(self) -> dict:
+        """What actually runs: the resolved TrainConfig and ModelConfig (dvc exp show)."""
+        return {"train": _plain(self.cfg), "model": model_config_dict(self.model.cfg)}
 
     def _finish(self) -> dict:
         summary = self._summary()
-        self.log.line(f"done: {summary}")
+        self.log.line(f"done: { {k: v for k, v in summary.items() if k != 'config'} }")
         all_reduce(torch.zeros(1, device=self.dev))  # ranks leave together
         return summary
 

@@ -1,5 +1,5 @@
 """Training output on rank 0: train.log, TensorBoard scalars, a progress line, and the files
-DVC reads (metrics/train.json, and the loss curve plots/train_loss.tsv)."""
+DVC reads (<metrics_dir>/train.json, and the loss curve <metrics_dir>/plots/train_loss.tsv)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from meloformer.data.atomic import write_json, write_text
 from meloformer.data.progress import Progress
 
-METRICS_FILE = Path("metrics") / "train.json"
+METRICS_FILE = Path("train.json")
 CURVE_FILE = Path("plots") / "train_loss.tsv"
 
 
@@ -19,17 +19,21 @@ class TrainLogger:
     """Writes a run's logs under `out_dir`; every method is a no-op when `enabled` is False.
 
     Args:
-        out_dir: the run's output directory (train.log, tb/, metrics/, plots/).
+        out_dir: the run's output directory (train.log, tb/).
         enabled: False on ranks other than 0.
         total_steps: for the progress line.
+        metrics_dir: receives METRICS_FILE and CURVE_FILE (default out_dir/metrics).
     """
 
-    def __init__(self, out_dir: Path, enabled: bool, total_steps: int) -> None:
+    def __init__(self, out_dir: Path, enabled: bool, total_steps: int,
+                 metrics_dir: Path | None = None) -> None:
         self.out_dir, self.enabled = Path(out_dir), enabled
+        self.metrics_dir = Path(metrics_dir) if metrics_dir else self.out_dir / "metrics"
         self.log = logging.getLogger(f"meloformer.train.{id(self)}")
         self.log.propagate = False
         self.tb = None
-        self.progress = Progress(total_steps, "train", sys.stderr if enabled else None)
+        self.progress = Progress(total_steps, "train", sys.stderr if enabled else None,
+                                 unit="steps")
         if not enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -60,9 +64,9 @@ class TrainLogger:
         """metrics/train.json (summary) and the loss curve: (step, loss, lr, grad norm) rows."""
         if not self.enabled:
             return
-        write_json(self.out_dir / METRICS_FILE, summary)
+        write_json(self.metrics_dir / METRICS_FILE, summary)
         rows = "".join(f"{s}\t{loss:.7f}\t{lr:.6e}\t{g:.6f}\n" for s, loss, lr, g in history)
-        write_text(self.out_dir / CURVE_FILE, "step\tloss\tlr\tgrad_norm\n" + rows)
+        write_text(self.metrics_dir / CURVE_FILE, "step\tloss\tlr\tgrad_norm\n" + rows)
 
     def close(self) -> None:
         """Flush and close every sink."""
