@@ -152,3 +152,22 @@ def block_mask(plan: MaskPlan, cfg: ModelConfig) -> BlockMask:
     L = plan.layout.length
     return BlockMask((L, L), *(plan.blocks[name] for name in BLOCK_FIELDS),
                      BLOCK_SIZE=plan.block_size, mask_mod=meloformer_mask(plan.layout, cfg))
+
+
+@dataclass(frozen=True)
+class Planner:
+    """build_plan with its settings bound: picklable, so a loader worker can hold one.
+
+    Attributes:
+        cfg: the model's config.
+        device: where the model runs, "cpu" or "cuda" (executor and block size).
+        executor: "auto" takes cfg.attention.
+    """
+
+    cfg: ModelConfig
+    device: str = "cpu"
+    executor: str = "auto"
+
+    def __call__(self, batch: Batch) -> MaskPlan:
+        attention = self.cfg.attention if self.executor == "auto" else self.executor
+        return build_plan(batch, self.cfg, attention, self.device)

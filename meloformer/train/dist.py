@@ -29,9 +29,14 @@ def init_distributed(device_type: str) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        # Before NCCL init: otherwise every rank's default context, NCCL communicator and
+        # pin-memory thread land on GPU 0.
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(dist.get_rank(), world, local_rank)
 
 
 def all_reduce(x: torch.Tensor, op: str = "sum") -> torch.Tensor:

@@ -87,7 +87,7 @@ class _Run:
     def __init__(self, cfg, model, data_dir, out_dir, dev, info, ckpt) -> None:
         self.cfg, self.model, self.out_dir, self.dev, self.info = cfg, model, out_dir, dev, info
         self.optimizer = build_optimizer(model, cfg)
-        self.feed = DataFeed(build_index(data_dir), cfg, info, dev)
+        self.feed = DataFeed(build_index(data_dir), cfg, info, dev, model.cfg)
         self.total_steps = cfg.max_steps or self.feed.horizon()
         self.step, self.bad_steps, self.oom_halvings, self.tokens = 0, 0, 0, 0
         self.history: list[tuple[int, float, float, float]] = []  # step, loss, lr, grad norm
