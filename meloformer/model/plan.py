@@ -27,6 +27,11 @@ from meloformer.model.layout import Layout, build_layout
 from meloformer.model.masks import mask_features, meloformer_mask
 
 EXECUTORS = ("flex", "sdpa", "dense")
+# Summary slots a flex call reserves, as a share of its T regular rows: real crops have
+# 0.02-0.10 (tests/fixtures at 128..1024 tokens), so the calls of one length bucket share one
+# shape L = T + T/8 (rounded up to the block/bucket multiple), hence one compiled graph. A
+# batch with more summaries takes the next multiple: a rare, bounded extra graph.
+SUMMARY_SHARE = 1 / 8
 # The BlockMask tensors a plan carries, in BlockMask's constructor order.
 BLOCK_FIELDS = ("kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices",
                 "q_num_blocks", "q_indices", "full_q_num_blocks", "full_q_indices")
@@ -137,13 +142,18 @@ def build_plan(batch: Batch, cfg: ModelConfig, executor: str, device: torch.devi
         mask = segment_dense_mask(meloformer_mask(lay, cfg), mask_features(lay, cfg), lay.clock)
         return MaskPlan(kind, lay, n_targets, mask=mask)
     block = flex_block_size(cfg, device)
-    lay = build_layout(batch, cells, bar_major=cfg.bar_major,
-                       multiple=math.lcm(block, cfg.length_bucket),
+    multiple, T = math.lcm(block, cfg.length_bucket), batch.shape[1]
+    lay = build_layout(batch, cells, bar_major=cfg.bar_major, multiple=multiple,
                        conductor_first=cfg.conductor_full,
-                       summary_order=summary_order(cfg, block))
+                       summary_order=summary_order(cfg, block),
+                       min_length=_round_up(T + math.ceil(T * SUMMARY_SHARE), multiple))
     bm = segment_block_mask(meloformer_mask(lay, cfg), mask_features(lay, cfg), lay.clock, block)
     blocks = {name: getattr(bm, name) for name in BLOCK_FIELDS}
     return MaskPlan(kind, lay, n_targets, blocks=blocks, block_size=(block, block))
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
 
 
 def block_mask(plan: MaskPlan, cfg: ModelConfig) -> BlockMask:
