@@ -59,12 +59,16 @@ def make_batch(songs, length: int, rows: int) -> Batch:
     )
 
 
-def bench(attention: str, batch: Batch, steps: int, device: torch.device, warmup: int = 2
-          ) -> dict:
-    """Tokens/s of `steps` training steps of `small` with the given executor."""
+def bench(attention: str, batch: Batch, steps: int, device: torch.device, warmup: int = 2,
+          compile: bool = False) -> dict:
+    """Tokens/s of `steps` training steps of `small` with the given executor (`compile`:
+    each block compiled, as the training loop does on CUDA)."""
     torch.manual_seed(0)
     cfg = ModelConfig.from_name("small", attention=attention)
     model = MeloFormer(cfg).to(device)
+    if compile:
+        for block in model.blocks:
+            block.compile()
     opt = build_optimizer(model, TrainConfig(compile=False))
     module = LossModule(model)
     micro = [MicroBatch(batch, Planner(cfg, device.type)(batch))]
@@ -170,7 +174,7 @@ def print_mask_table(rows: list[dict], step: dict | None) -> None:
     print(f"(ops and seconds at B={B}, T={T}; the bracketed column is before/after ops at B=1)")
     if step:
         print(f"training step, {step['attention']} at B={B}, T={T}: "
-              f"{step['seconds_per_step']:.2f} s (one step, no warm-up)")
+              f"{step['seconds_per_step']:.2f} s (one step; no warm-up on CPU, one on CUDA)")
 
 
 def main() -> None:
@@ -181,6 +185,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--mask-shape", type=int, nargs=2, default=(8, 8192), metavar=("B", "T"))
+    ap.add_argument("--compile", action="store_true", help="compile the blocks (CUDA)")
     ap.add_argument("--no-mask-step", action="store_true",
                     help="skip the training step at the mask shape (minutes on CPU)")
     args = ap.parse_args()
@@ -190,8 +195,10 @@ def main() -> None:
     songs, rows = load_songs(), []
     for length in lengths:
         batch = make_batch(songs, length, args.rows)
-        rows += [bench(kind, batch, args.steps, device) for kind in (sparse, "dense")]
-    print(f"MeloFormer small, training step on {device} ({torch.get_num_threads()} threads)")
+        rows += [bench(kind, batch, args.steps, device, compile=args.compile)
+                 for kind in (sparse, "dense")]
+    print(f"MeloFormer small, training step on {device} ({torch.get_num_threads()} threads, "
+          f"compile {args.compile})")
     print(f"{'T':>6}{'B':>4}  {'attention':<10}{'s/step':>9}{'tokens/s':>11}{'vs dense':>10}")
     for sp, de in zip(rows[::2], rows[1::2], strict=True):
         for r in (sp, de):
@@ -203,7 +210,8 @@ def main() -> None:
     B, T = args.mask_shape
     masks = mask_table(songs, B, T)
     step = None if args.no_mask_step else bench(
-        sparse, make_batch(songs, T, B), 1, device, warmup=0)
+        sparse, make_batch(songs, T, B), 1, device, warmup=0 if device.type == "cpu" else 1,
+        compile=args.compile)
     print_mask_table(masks, step)
     if args.json:
         write_json(args.json, {"device": str(device), "rows": rows, "mask": masks,
@@ -226,8 +234,9 @@ def summary(rows: list[dict], masks: list[dict]) -> list[dict]:
     ]
     out += [
         {
-            "bench": "mask-plan",
-            "case": f"{m['plan']} B={m['B']} T={m['T']} ops {m['before_ops']}->{m['after_ops']}",
+            "bench": "train",
+            "case": f"mask plan {m['plan']} B={m['B']} T={m['T']} ATen ops "
+                    f"{m['before_ops']}->{m['after_ops']}",
             "sparse": m["after_s"],
             "baseline": m["before_s"],
             "unit": "s (CPU)",

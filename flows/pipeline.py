@@ -58,10 +58,10 @@ def pipeline(params_file: Path = Path("params.yaml"), root: Path = Path(".")) ->
     data(params, [p.raw], p.interim, p.processed)
     training(params, p.processed, p.model)
     gen = generate.with_options(**IO_RETRIES)
-    gen(p.checkpoint, p.samples, params.generate, params.preprocess.hid)
+    gen(p.checkpoint, p.samples, params.generate)
     ev = evaluate.with_options(**IO_RETRIES)
     return ev(
-        p.checkpoint, p.processed, p.samples, p.metrics, params.evaluate, params.preprocess.hid
+        p.checkpoint, p.processed, p.samples, p.metrics, params.evaluate
     )
 
 

@@ -9,15 +9,15 @@ from prefect import task
 
 from meloformer.evaluate.evaluate import EvaluateConfig
 from meloformer.evaluate.evaluate import evaluate as run_evaluate
-from meloformer.hid.config import HIDConfig
 from tasks.params import PARAMS_FILE, load_params
 
 
 @task
 def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
-             cfg: EvaluateConfig, hid: HIDConfig) -> dict:
-    """Write out/eval.json and out/plots/*.json; return the metrics."""
-    return run_evaluate(checkpoint, processed, samples, out, cfg, hid)
+             cfg: EvaluateConfig) -> dict:
+    """Write out/eval.json and out/plots/*.json; return the metrics (the vocabulary is the
+    checkpoint's; shards of another one are refused)."""
+    return run_evaluate(checkpoint, processed, samples, out, cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params(args.params)
     metrics = run_evaluate(args.checkpoint, args.processed, args.samples, args.out,
-                           params.evaluate, params.preprocess.hid)
+                           params.evaluate)
     print(f"evaluate: loss {metrics['loss']['loss']:.4f}, "
           f"similarity error {metrics['music']['similarity_error']}")
 

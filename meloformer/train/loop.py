@@ -34,6 +34,7 @@ from meloformer.train.phases import oom_line, phase_at, switch_line
 from meloformer.train.schedule import lr_at
 from meloformer.train.shards import build_index
 from meloformer.train.step import LossModule, train_step
+from meloformer.train.vocabulary import VocabRecord, check_corpus, checkpoint_vocab, corpus_vocab
 
 
 class TooManyBadSteps(RuntimeError):
@@ -74,18 +75,24 @@ def train(
     dev = resolve_device(device, info)
     ckpt_path = Path(out_dir) / "checkpoints" / LAST
     ckpt = load_checkpoint(ckpt_path, dev) if resume and ckpt_path.exists() else None
+    vocab = corpus_vocab(data_dir)  # the model speaks the corpus's vocabulary (meta.json)
     if ckpt is not None:  # the checkpoint's model, whatever model_cfg says
         model_cfg = model_config_from(ckpt)
+        check_corpus(checkpoint_vocab(ckpt, str(ckpt_path), model_cfg.vocab_size), data_dir)
+    else:
+        model_cfg = model_cfg.replace(vocab_size=vocab.size)
     torch.manual_seed(cfg.seed)
     model = MeloFormer(model_cfg).to(dev)
-    return _Run(cfg, model, data_dir, Path(out_dir), dev, info, ckpt).run()
+    return _Run(cfg, model, data_dir, Path(out_dir), dev, info, ckpt, vocab).run()
 
 
 class _Run:
     """One training run's mutable state (kept out of `train` to keep functions short)."""
 
-    def __init__(self, cfg, model, data_dir, out_dir, dev, info, ckpt) -> None:
+    def __init__(self, cfg, model, data_dir, out_dir, dev, info, ckpt, vocab: VocabRecord
+                 ) -> None:
         self.cfg, self.model, self.out_dir, self.dev, self.info = cfg, model, out_dir, dev, info
+        self.vocab = vocab
         self.optimizer = build_optimizer(model, cfg)
         self.feed = DataFeed(build_index(data_dir), cfg, info, dev, model.cfg)
         self.total_steps = cfg.max_steps or self.feed.horizon()
@@ -201,6 +208,7 @@ class _Run:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "model_config": model_config_dict(self.model.cfg), "train_config": _plain(self.cfg),
+            "vocab": self.vocab.to_dict(),
             "step": self.step, "bad_steps": self.bad_steps, "oom_halvings": self.oom_halvings,
             "tokens": self.tokens, "data": self.data.to_dict(), "rng": rng_state(),
             "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 4),
