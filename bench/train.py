@@ -35,6 +35,7 @@ sys.path.append(sys.path.pop(0))
 import argparse  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
+from functools import partial  # noqa: E402
 
 import torch  # noqa: E402
 from common import load_songs, song_row, write_json  # noqa: E402
@@ -155,8 +156,8 @@ def mask_table(songs, B: int, T: int) -> list[dict]:
         row = {"plan": f"{kind} ({device})", "B": B, "T": T}
         for shape, tag in (((1, T // 4), "_small"), ((B, T), "")):
             batch = make_batch(songs, shape[1], shape[0])
-            before = measure(lambda b=batch: plan_before(b, cfg, kind, device))
-            after = measure(lambda b=batch: build_plan(b, cfg, kind, device))
+            before = measure(partial(plan_before, batch, cfg, kind, device))
+            after = measure(partial(build_plan, batch, cfg, kind, device))
             row |= {f"before_s{tag}": before[0], f"before_ops{tag}": before[1],
                     f"after_s{tag}": after[0], f"after_ops{tag}": after[1]}
         rows.append(row)

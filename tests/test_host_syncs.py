@@ -37,7 +37,8 @@ class CountSyncs(TorchDispatchMode):
 
 
 def _micro(cfg: ModelConfig, seed: int) -> MicroBatch:
-    rows = [[synthetic_song(seed, 3, 4), synthetic_song(seed + 1, 2, 3)], [synthetic_song(seed + 2)]]
+    rows = [[synthetic_song(seed, 3, 4), synthetic_song(seed + 1, 2, 3)],
+            [synthetic_song(seed + 2)]]
     batch = Batch.from_encodings(rows, length=256)
     return MicroBatch(batch, Planner(cfg)(batch))
 
