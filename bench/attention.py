@@ -36,7 +36,6 @@ from common import load_songs, print_table, real_batch, timeit, write_json  # no
 from torch.nn.attention.flex_attention import BlockMask, noop_mask  # noqa: E402
 
 from meloformer.model.attention import (  # noqa: E402
-    build_masks,
     flex_block_size,
     flex_compiled,
     summary_order,
@@ -44,6 +43,7 @@ from meloformer.model.attention import (  # noqa: E402
 from meloformer.model.blocks import from_block_maps, segment_dense_mask  # noqa: E402
 from meloformer.model.config import ModelConfig  # noqa: E402
 from meloformer.model.masks import mask_features, meloformer_mask  # noqa: E402
+from meloformer.model.plan import block_mask, build_plan  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 COLUMNS = [
@@ -71,9 +71,10 @@ COLUMNS = [
 
 
 def sparse_mask(batch, cfg: ModelConfig):
-    """Layout and BlockMask of one batch, exactly as MeloFormer.plan builds them for flex."""
-    lay, block_mask, _ = build_masks(batch, cfg, "flex")
-    return lay, block_mask
+    """Layout and BlockMask of one batch, as the training loader builds them for flex: the
+    MaskPlan on the CPU, then moved to the batch's device and wrapped."""
+    plan = build_plan(batch.to("cpu"), cfg, "flex", batch.device).to(batch.device)
+    return plan.layout, block_mask(plan, cfg)
 
 
 def densities(block_mask, T: int, block: int) -> dict:

@@ -60,6 +60,27 @@ def timed_steps(source, ids: np.ndarray, meta: np.ndarray, context: int, steps: 
     return steps * ids.shape[0] / (time.perf_counter() - t0)
 
 
+def cached_vs_full(model: MeloFormer, ids: np.ndarray, meta: np.ndarray, context: int,
+                   steps: int, compile: bool) -> float:
+    """Largest |cached - full forward| over the logits of a prefill and `steps` decode steps,
+    relative to the largest |full forward| logit (the oracle check, on this device/dtype)."""
+    length = context + steps + 1
+    cached = Cached(model, ids.shape[0], length, length // 2 + 1, compile=compile)
+    full = FullForward(model)
+    diff = scale = 0.0
+    for i in [None, *range(context, context + steps)]:
+        if i is None:
+            a = cached.prefill(ids[:, :context], meta[:, :context])
+            b = full.prefill(ids[:, :context], meta[:, :context])
+        else:
+            step = (ids[:, i : i + 1], meta[:, i : i + 1])
+            a, b = cached.decode_one_token(*step), full.decode_one_token(*step)
+        # Read now: a CUDA-graphed step's output is overwritten by the next replay.
+        diff = max(diff, float((a.float() - b.float()).abs().max()))
+        scale = max(scale, float(b.float().abs().max()))
+    return diff / scale
+
+
 def end_to_end(model: MeloFormer, batch: int, device: torch.device, compile: bool) -> float:
     """Tokens/s of constrained sampling from scratch (grammar + sampling + cache)."""
     vocab = vocab_for(HIDConfig())
@@ -83,6 +104,8 @@ def main() -> None:
     ap.add_argument("--contexts", default="1024,2048")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--compile", action="store_true", help="compiled decode step (GPU)")
+    ap.add_argument("--check", action="store_true",
+                    help="first check cached decode == full forward (exit 1 if not)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,7 +117,13 @@ def main() -> None:
     meta = np.stack([song.track, song.bar, song.type, song.pos, song.program], -1)
     ids = np.repeat(song.ids[None].astype(np.int64), args.batch, 0)
     meta = np.repeat(meta[None].astype(np.int64), args.batch, 0)
-    rows = []
+    rows, check = [], None
+    if args.check:  # bf16 logits carry ~3 significant digits; fp32 agree to ~1e-6
+        tol = 2e-2 if args.dtype == "bfloat16" else 1e-4
+        rel = cached_vs_full(model, ids, meta, 64, 8, args.compile)
+        check = {"max_rel_diff": rel, "tolerance": tol, "ok": rel <= tol}
+        print(f"cached decode vs full forward: max |diff| / max |logit| = {rel:.2e} "
+              f"(tolerance {tol:.0e}): {'ok' if check['ok'] else 'FAILED'}")
     for context in (int(c) for c in args.contexts.split(",")):
         length = context + args.steps + 3
         cached = Cached(model, args.batch, length, length // 2 + 1, compile=args.compile)
@@ -107,7 +136,7 @@ def main() -> None:
     report = {"model": "small", "device": str(device), "dtype": args.dtype,
               "compile": args.compile,
               "batch": args.batch, "threads": torch.get_num_threads(), "rows": rows,
-              "end_to_end_tok_s": e2e}
+              "end_to_end_tok_s": e2e, "check": check}
     print(f"small, {device} ({args.dtype}), batch {args.batch}, compile {args.compile}, "
           f"{torch.get_num_threads()} threads")
     print(f"{'context':>8} {'cached tok/s':>13} {'full tok/s':>11} {'speedup':>8}")
@@ -117,14 +146,23 @@ def main() -> None:
     print(f"end-to-end constrained sampling from scratch: {e2e:.1f} tok/s")
     if args.json:
         write_json(args.json, {**report, "summary": summary(report)})
+    if check is not None and not check["ok"]:
+        sys.exit(1)
 
 
 def summary(report: dict) -> list[dict]:
     """The rows bench/gpu.sh tabulates: cached ("sparse") vs full re-forward ("baseline")."""
     case = f"small b{report['batch']}{' compiled' if report['compile'] else ''}"
-    return [{"bench": "generate", "case": f"{case} ctx {r['context']}",
+    rows = [{"bench": "generate", "case": f"{case} ctx {r['context']}",
              "sparse": r["cached_tok_s"], "baseline": r["full_tok_s"], "unit": "tok/s",
              "speedup": r["speedup"]} for r in report["rows"]]
+    if report["check"]:  # "speedup" here = tolerance / error: >= 1 passes
+        c = report["check"]
+        rows.append({"bench": "generate", "case": f"{case} cached==full {report['dtype']} "
+                     f"{'ok' if c['ok'] else 'FAILED'}", "sparse": c["max_rel_diff"],
+                     "baseline": c["tolerance"], "unit": "rel diff",
+                     "speedup": c["tolerance"] / max(c["max_rel_diff"], 1e-12)})
+    return rows
 
 
 if __name__ == "__main__":

@@ -72,10 +72,10 @@ def pipeline(params_file: Path = Path("params.yaml"), root: Path = Path(".")) ->
     data.with_options(validate_parameters=False)(params, [p.raw], p.interim, p.processed)
     training.with_options(validate_parameters=False)(params, p.processed, p.model, p.metrics)
     gen = generate.with_options(**IO_RETRIES)
-    gen(p.checkpoint, p.samples, params.generate, params.preprocess.hid)
+    gen(p.checkpoint, p.samples, params.generate)
     ev = evaluate.with_options(**IO_RETRIES)
     summary = EvalSummary.of(ev(
-        p.checkpoint, p.processed, p.samples, p.metrics, params.evaluate, params.preprocess.hid
+        p.checkpoint, p.processed, p.samples, p.metrics, params.evaluate
     ))
     print(summary.line())
     return summary

@@ -10,7 +10,6 @@ from prefect import task
 
 from meloformer.evaluate.evaluate import EvaluateConfig
 from meloformer.evaluate.evaluate import evaluate as run_evaluate
-from meloformer.hid.config import HIDConfig
 from tasks.cli import run_cli
 from tasks.params import PARAMS_FILE, load_params
 
@@ -36,9 +35,10 @@ class EvalSummary:
 
 @task
 def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
-             cfg: EvaluateConfig, hid: HIDConfig) -> dict:
-    """Write out/eval.json and out/plots/*.json; return the metrics (plain JSON values)."""
-    return run_evaluate(checkpoint, processed, samples, out, cfg, hid)
+             cfg: EvaluateConfig) -> dict:
+    """Write out/eval.json and out/plots/*.json; return the metrics (the vocabulary is the
+    checkpoint's; shards of another one are refused)."""
+    return run_evaluate(checkpoint, processed, samples, out, cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         params = load_params(args.params)
         metrics = run_evaluate(args.checkpoint, args.processed, args.samples, args.out,
-                               params.evaluate, params.preprocess.hid)
+                               params.evaluate)
         print(EvalSummary.of(metrics).line())
 
     run_cli(run)

@@ -8,15 +8,15 @@ from pathlib import Path
 from prefect import task
 
 from meloformer.generate.run import GenerateConfig, run_generate
-from meloformer.hid.config import HIDConfig
 from tasks.cli import run_cli
 from tasks.params import PARAMS_FILE, load_params
 
 
 @task
-def generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, hid: HIDConfig) -> list:
-    """cfg.n_samples songs from scratch into out_dir (sample-NNN.mid/.png/.json)."""
-    return run_generate(checkpoint, out_dir, cfg, hid)
+def generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig) -> list:
+    """cfg.n_samples songs from scratch into out_dir (sample-NNN.mid/.png/.json), in the
+    checkpoint's vocabulary."""
+    return run_generate(checkpoint, out_dir, cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> None:
         params = load_params(args.params)
-        written = run_generate(args.checkpoint, args.out, params.generate, params.preprocess.hid)
+        written = run_generate(args.checkpoint, args.out, params.generate)
         print(f"generate: {len(written)} samples in {args.out}")
 
     run_cli(run)

@@ -142,3 +142,36 @@ def test_new_batches_do_not_recompile(setup):
             other = Batch.from_encodings(rows, length=batch.shape[1])
             model(other, model.plan(other, "flex"))
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_one_compile_per_length_bucket():
+    """The recompile policy: batches of every loader bucket (real crops, different songs per
+    batch) compile flex once per bucket, and the library's limit holds them all."""
+    import numpy as np
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    from train_helpers import ALL_FIXTURES, FIXTURES
+
+    from meloformer.hid.encode import encode_file
+    from meloformer.model.recompile import RECOMPILE_LIMIT, graphs_needed
+    from meloformer.train.config import TrainConfig
+    from meloformer.train.crop import crop
+
+    assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT
+    assert torch._dynamo.config.fail_on_recompile_limit_hit  # never a silent eager fallback
+    buckets = TrainConfig(max_seq_len=512).bucket_lengths()
+    assert graphs_needed(len(buckets), batch_sizes=4) <= RECOMPILE_LIMIT
+    songs = [encode_file(FIXTURES / name) for name in ALL_FIXTURES]
+    model = MeloFormer(CFG).eval()
+    graphs, lengths = counters["stats"]["unique_graphs"], set()
+    with torch.no_grad():
+        for T in buckets:
+            for k in range(3):  # B=3: a shape no other test compiles
+                rng = np.random.default_rng(k)
+                rows = [[crop(songs[(k + r) % len(songs)], T, rng)] for r in range(3)]
+                batch = Batch.from_encodings(rows, length=T)
+                plan = model.plan(batch, "flex")
+                lengths.add(plan.length)
+                model(batch, plan)
+    assert len(lengths) == len(buckets)
+    assert counters["stats"]["unique_graphs"] - graphs == len(buckets)

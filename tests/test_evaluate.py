@@ -65,7 +65,7 @@ def test_evaluate_writes_metrics_and_plots(setup, tmp_path):
     ckpt, processed, samples = setup
     cfg = EvaluateConfig(max_songs=8, max_tokens=512, batch_size=2, max_distance=4,
                          device="cpu")
-    metrics = evaluate_task.fn(ckpt, processed, samples, tmp_path, cfg, HIDConfig())
+    metrics = evaluate_task.fn(ckpt, processed, samples, tmp_path, cfg)
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["n_real"] == 2 and saved["n_generated"] == 2
     assert saved["loss"]["loss"] == pytest.approx(metrics["loss"]["loss"])

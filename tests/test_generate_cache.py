@@ -128,3 +128,14 @@ def _crop(song, n: int):
 
     arrays = {k: getattr(song, k)[:n] for k in ("ids", "track", "bar", "type", "pos", "program")}
     return Encoding(**arrays, n_bars=song.n_bars, n_tracks=song.n_tracks, n_notes=song.n_notes)
+
+
+def test_cache_buffers_are_static_addresses():
+    """The compiled decode step mutates the cache in place: CUDA graph trees keep (replay)
+    such a graph only when every mutated input is a static address."""
+    cache = DecodeCache(ModelConfig(**TINY), 2, 16, 9)
+    buffers = list(cache.buffers())
+    assert len(buffers) == 2 + 7  # k, v and the seven slot tables
+    assert all(getattr(b, "_dynamo_static_input_type", None) for b in buffers)
+    assert all(getattr(cache.tables, name) is getattr(cache, f"table_{name}")
+               for name in ("kind", "clock", "cell"))

@@ -87,7 +87,7 @@ def test_generate_task_writes_samples(checkpoint, tmp_path):
     from tasks.generate import generate as generate_task
 
     cfg = GenerateConfig(n_samples=1, n_bars=2, instruments=(0,), max_tokens=120, device="cpu")
-    (paths,) = generate_task.fn(checkpoint, tmp_path, cfg, HIDConfig())
+    (paths,) = generate_task.fn(checkpoint, tmp_path, cfg)
     assert all(p.exists() for p in paths.values())
 
 

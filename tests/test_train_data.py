@@ -13,6 +13,8 @@ from meloformer.hid.encoding import META_FIELDS
 from meloformer.hid.grammar import GrammarState
 from meloformer.hid.vocab import BOS, EOS, Family
 from meloformer.model.batch import IGNORE
+from meloformer.model.config import ModelConfig
+from meloformer.model.plan import Planner, build_plan, resolve_executor
 from meloformer.train.crop import crop
 from meloformer.train.loader import PlanDataset, make_loader
 from meloformer.train.plan import DataPosition, epoch_order, plan_epoch
@@ -135,22 +137,49 @@ def test_replan_after_batch_size_change_loses_and_repeats_nothing(data_dir):
 
 
 def _batches(dataset, workers):
-    return [b for b, _ in make_loader(dataset, 1, workers)]
+    return [m for m, _ in make_loader(dataset, 1, workers)]
+
+
+TINY = ModelConfig(n_layer=1, n_embd=64, n_head=2, n_kv_head=1, length_bucket=128)
 
 
 def test_loader_output_is_independent_of_workers(data_dir):
     index = build_index(data_dir)
     plans = plan_epoch(index, DataPosition(), seed=2, batch_size=2, buckets=(256, 512),
                        pack=True, chunk_songs=8)
-    dataset = PlanDataset(index, plans, 512, seed=2)
+    dataset = PlanDataset(index, plans, 512, seed=2, planner=Planner(TINY))
     a, b = _batches(dataset, 0), _batches(dataset, 2)
     assert len(a) == len(plans) - 1
     for x, y in zip(a, b, strict=True):
-        assert torch.equal(x.ids, y.ids) and torch.equal(x.targets, y.targets)
-    for plan, batch in zip(plans[1:], a, strict=True):
+        assert torch.equal(x.batch.ids, y.batch.ids)
+        assert torch.equal(x.batch.targets, y.batch.targets)
+        assert torch.equal(x.plan.mask, y.plan.mask)
+    for plan, micro in zip(plans[1:], a, strict=True):
+        batch = micro.batch
         assert batch.shape == (2, 512)
         assert (batch.targets[plan.n_real :] == IGNORE).all()
         assert batch.doc.max() == max(len(r) for r in plan.rows) - 1
+        assert micro.plan.n_targets == int((batch.targets != IGNORE).sum())
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_loader_plans_equal_the_models_own(data_dir, device):
+    """The worker-built MaskPlan is the plan the model would build itself: same layout and
+    mask (sdpa for a CPU model; flex, bucketed, for a CUDA one, built here on the CPU)."""
+    index = build_index(data_dir)
+    plans = plan_epoch(index, DataPosition(), seed=3, batch_size=2, buckets=(256, 512),
+                       pack=True, chunk_songs=8)
+    micro, _ = PlanDataset(index, plans, 512, seed=3, planner=Planner(TINY, device))[0]
+    want = build_plan(micro.batch, TINY, resolve_executor("auto", device), device)
+    got = micro.plan
+    assert got.executor == ("flex" if device == "cuda" else "sdpa")
+    assert torch.equal(got.layout.clock, want.layout.clock)
+    if device == "cuda":
+        assert got.length % TINY.length_bucket == 0 and got.block_size == (128, 128)
+        for name, value in want.blocks.items():
+            assert torch.equal(got.blocks[name], value), name
+    else:
+        assert torch.equal(got.mask, want.mask)
 
 
 def test_crop_of_a_bar_longer_than_the_budget_keeps_every_track(encodings):

@@ -100,7 +100,7 @@ def test_out_of_memory_halves_the_micro_batch(data_dir, tmp_path, monkeypatch):
     real, calls = loop_module.train_step, []
 
     def flaky(module, optimizer, micro, *args, **kwargs):
-        calls.append(len(micro[0].ids))
+        calls.append(len(micro[0].batch.ids))
         if len(calls) == 1:
             raise torch.OutOfMemoryError("fake")
         return real(module, optimizer, micro, *args, **kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 from meloformer.data.shards import ShardKey, SongWriter
@@ -9,13 +11,19 @@ from meloformer.hid.config import HIDConfig
 from meloformer.hid.encode import encode_file
 from meloformer.model.config import ModelConfig
 from meloformer.train.config import TrainConfig
+from meloformer.train.vocabulary import VocabRecord
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def write_shards(shard_dir: Path, files: list[str], splits: list[str], per_shard: int = 4):
     """Encode fixture MIDIs `files` (names in tests/fixtures) into shards of `per_shard` songs,
-    with the real shard writer. Returns the Encodings in order."""
+    with the real shard writer, and the vocabulary record of meta.json beside the shards dir.
+    Returns the Encodings in order."""
+    record = VocabRecord.of(HIDConfig())
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    (shard_dir.parent / "meta.json").write_text(json.dumps(
+        {"vocab": {"hash": record.hash, "size": record.size}, "hid": asdict(record.hid)}))
     encs = [encode_file(FIXTURES / f) for f in files]
     for k in range(0, len(files), per_shard):
         key = ShardKey(k // per_shard, "cfg", "codec", "vocab", "in")

@@ -14,15 +14,14 @@ from meloformer.evaluate.loss import family_loss
 from meloformer.evaluate.metrics import SONG_METRICS, Piece
 from meloformer.evaluate.similarity import similarity_curve, similarity_error
 from meloformer.generate.output import read_sample_ids
-from meloformer.generate.run import load_model, resolve_device
-from meloformer.hid.config import HIDConfig
+from meloformer.generate.run import load_trained, resolve_device
 from meloformer.hid.decode import parse_tokens
-from meloformer.hid.encode import vocab_for
 from meloformer.hid.encoding import Encoding
 from meloformer.hid.score import Score
 from meloformer.hid.vocab import Vocab
 from meloformer.train.crop import crop
 from meloformer.train.shards import ShardReader, build_index
+from meloformer.train.vocabulary import check_corpus
 
 
 @dataclass(frozen=True)
@@ -30,13 +29,14 @@ class EvaluateConfig:
     """The `evaluate:` params section."""
 
     max_songs: int = 64
-    """Validation songs read (the first ones of the split, a fixed set)."""
+    """Validation songs read: a seeded subset spread over the whole split (spread_subset)."""
     max_tokens: int = 2048
     """Longer songs are cropped to a bar window of this many tokens (seeded)."""
     batch_size: int = 4
     max_distance: int = 16
     """Bar distances 1..T of the similarity curve and error."""
     seed: int = 0
+    """Draws the validation subset and the crop windows."""
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -64,11 +64,22 @@ def music_metrics(real: Sequence[Score], generated: Sequence[Score], vocab: Voca
     return out, {k: v.tolist() for k, v in curves.items()}
 
 
-def validation_songs(processed: Path, max_songs: int) -> list[Encoding]:
-    """The first `max_songs` songs of the val split (a fixed set)."""
+def validation_songs(processed: Path, max_songs: int, seed: int = 0) -> list[Encoding]:
+    """`max_songs` songs of the val split, drawn by `spread_subset` (seeded, spanning the
+    whole split, not its first files: on a real corpus those are one source folder)."""
     index = build_index(processed, split="val")
     reader = ShardReader(index)
-    return [reader.song(i) for i in range(min(len(index), max_songs))]
+    return [reader.song(int(i)) for i in spread_subset(len(index), max_songs, seed)]
+
+
+def spread_subset(n: int, k: int, seed: int) -> np.ndarray:
+    """k of the indices 0..n-1 (all of them if k >= n), ascending: one drawn uniformly from
+    each of k equal strata of the range, so the subset covers the whole split evenly."""
+    if k >= n:
+        return np.arange(n)
+    edges = np.ceil(np.linspace(0, n, k + 1)).astype(np.int64)  # n > k: every stratum >= 1
+    lo, width = edges[:-1], np.diff(edges)
+    return lo + (np.random.default_rng(seed).random(k) * width).astype(np.int64)
 
 
 def cropped(songs: Sequence[Encoding], max_tokens: int, seed: int) -> list[Encoding]:
@@ -78,7 +89,7 @@ def cropped(songs: Sequence[Encoding], max_tokens: int, seed: int) -> list[Encod
 
 
 def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
-             cfg: EvaluateConfig, hid: HIDConfig = HIDConfig()) -> dict:
+             cfg: EvaluateConfig) -> dict:
     """Write <out>/eval.json (DVC metrics) and <out>/plots/*.json (DVC plots).
 
     Args:
@@ -90,10 +101,11 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
     Returns:
         The metrics written to eval.json.
     """
-    vocab = vocab_for(hid)
+    model, record = load_trained(checkpoint, resolve_device(cfg.device))
+    check_corpus(record, processed)  # the checkpoint's vocabulary, never params
+    vocab = record.vocab()
     files = sample_files(samples)  # fail before the slow part
-    songs = validation_songs(processed, cfg.max_songs)
-    model = load_model(checkpoint, resolve_device(cfg.device))
+    songs = validation_songs(processed, cfg.max_songs, cfg.seed)
     loss = family_loss(model, cropped(songs, cfg.max_tokens, cfg.seed), vocab.family_of,
                        cfg.batch_size)
     real = [parse_tokens(s.ids, vocab) for s in songs]

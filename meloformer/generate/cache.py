@@ -42,8 +42,10 @@ class SlotTables:
 class DecodeCache(nn.Module):
     """Keys/values (n_layer, B, KV, N, D) plus SlotTables, for B rows of one generation.
 
-    A module only so that its tensors are buffers (static addresses for a compiled,
-    CUDA-graphed step, as gpt-fast's KVCache); it has no parameters.
+    A module only so that its tensors are buffers, as gpt-fast's KVCache; it has no
+    parameters. The compiled decode step (CUDA graphs) writes these buffers in place, and
+    CUDA graph trees replay a graph that mutates an input only if that input is static: so
+    every buffer is allocated once, never reassigned, and marked a static address below.
 
     Args:
         cfg: the model's config (heads, layers, mask rules).
@@ -68,6 +70,8 @@ class DecodeCache(nn.Module):
             full = torch.full((batch, N), value, dtype=torch.int32, device=device)
             self.register_buffer(f"table_{name}", full)
         self.tables = SlotTables(**{name: getattr(self, f"table_{name}") for name in init})
+        for buffer in self.buffers():
+            torch._dynamo.mark_static_address(buffer)
         # Built once: the closures read the tables, which are only ever updated in place.
         self.mask_mod: MaskMod = meloformer_mask(self.tables, cfg)  # type: ignore[arg-type]
         self.length = 0

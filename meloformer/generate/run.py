@@ -18,11 +18,11 @@ from meloformer.generate.script import (
     from_scratch,
     token_budget,
 )
-from meloformer.hid.config import HIDConfig
-from meloformer.hid.encode import encode_file, vocab_for
+from meloformer.hid.encode import encode_file
 from meloformer.hid.vocab import Vocab
 from meloformer.model.transformer import MeloFormer
 from meloformer.train.checkpoint import CheckpointError, load_checkpoint, model_config_from
+from meloformer.train.vocabulary import VocabError, VocabRecord, checkpoint_vocab
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,7 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> MeloFormer:
     Raises:
         CheckpointError: missing/unreadable file or weights that do not fit the config.
     """
-    ckpt = load_checkpoint(Path(path), map_location=device)
-    model = MeloFormer(model_config_from(ckpt)).to(device)
-    state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the stored config: {e}") from e
-    return model.eval()
+    return load_trained(path, device)[0]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -104,9 +97,33 @@ def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
     return continuation(given, prompt_bars, new_tracks), bars
 
 
-def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
-                 hid: HIDConfig = HIDConfig(), **mode) -> list[dict[str, Path]]:
-    """Generate cfg.n_samples songs from a checkpoint into out_dir (sample-000.mid/.png/.json).
+def load_trained(path: Path, device: str | torch.device = "cpu"
+                 ) -> tuple[MeloFormer, VocabRecord]:
+    """The model of a training checkpoint and the vocabulary it was trained on (stored in the
+    checkpoint: never taken from params).
+
+    Raises:
+        CheckpointError, VocabError: as load_model; a vocabulary record that does not match
+            the model.
+    """
+    ckpt = load_checkpoint(Path(path), map_location=device)
+    model = MeloFormer(model_config_from(ckpt)).to(device)
+    state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the stored config: {e}") from e
+    ckpt_vocab = checkpoint_vocab(ckpt, str(path), model.cfg.vocab_size)
+    if ckpt_vocab.size != model.cfg.vocab_size:
+        raise VocabError(f"{path}: vocab_size {model.cfg.vocab_size} != its vocabulary "
+                         f"{ckpt_vocab.hash} ({ckpt_vocab.size} tokens)")
+    return model.eval(), ckpt_vocab
+
+
+def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, **mode
+                 ) -> list[dict[str, Path]]:
+    """Generate cfg.n_samples songs from a checkpoint into out_dir (sample-000.mid/.png/.json),
+    in the vocabulary stored in the checkpoint.
 
     Args:
         mode: build_script's keyword arguments (prompt, prompt_bars, add_program, new_tracks).
@@ -114,14 +131,11 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
     Returns:
         The paths written, one dict per sample.
     """
-    vocab = vocab_for(hid)
     device = resolve_device(cfg.device)
     if device.type == "cpu" and cfg.threads:
         torch.set_num_threads(cfg.threads)
-    model = load_model(checkpoint, device)
-    if model.cfg.vocab_size != len(vocab):
-        raise CheckpointError(f"{checkpoint}: vocab_size {model.cfg.vocab_size} != HID "
-                              f"vocabulary {len(vocab)}")
+    model, record = load_trained(checkpoint, device)
+    vocab = record.vocab()
     script, n_bars = build_script(vocab, cfg, **mode)
     songs = generate(model, vocab, cfg.request(script, n_bars), compile=cfg.compile)
     info = {"checkpoint": str(checkpoint), "config": _plain(asdict(cfg)),

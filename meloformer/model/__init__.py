@@ -1,8 +1,10 @@
-"""The MeloFormer model: batch contract, config, layout and masks, attention, transformer."""
+"""The MeloFormer model: batch contract, config, layout and masks, mask plans, attention,
+transformer."""
 
 from meloformer.model.attention import AttentionPlan
 from meloformer.model.batch import IGNORE, PAD_DOC, Batch
 from meloformer.model.config import MODEL_SIZES, ModelConfig
+from meloformer.model.plan import MaskPlan, Planner, build_plan
 from meloformer.model.transformer import MeloFormer
 
 __all__ = [
@@ -11,6 +13,9 @@ __all__ = [
     "PAD_DOC",
     "AttentionPlan",
     "Batch",
+    "MaskPlan",
     "MeloFormer",
     "ModelConfig",
+    "Planner",
+    "build_plan",
 ]

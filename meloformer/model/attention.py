@@ -1,5 +1,5 @@
-"""Attention: the per-batch plan (mask + rotary tables, built once, shared by all layers) and
-its three executors.
+"""Attention: the per-batch plan on the device (mask + rotary tables, wrapped once from a
+MaskPlan, shared by all layers) and its three executors.
 
 - flex: compiled FlexAttention + BlockMask over the bar-major execution order (GPU; CPU
   forward only, since flex has no CPU backward).
@@ -10,7 +10,6 @@ its three executors.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -18,79 +17,25 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-from meloformer.model.batch import Batch
-from meloformer.model.blocks import segment_block_mask, segment_dense_mask
-from meloformer.model.cells import find_cells
 from meloformer.model.config import ModelConfig
-from meloformer.model.layout import Layout, build_layout
-from meloformer.model.masks import mask_features, meloformer_mask
+from meloformer.model.layout import Layout
+from meloformer.model.plan import flex_block_size, resolve_executor, summary_order
+from meloformer.model.recompile import allow_recompiles
 from meloformer.model.rope import apply_rope
 
-# Compiled once per process; static shapes (length buckets) keep it to one graph per bucket.
+__all__ = ["Attention", "AttentionPlan", "attend", "flex_block_size", "resolve_executor",
+           "summary_order"]
+
+# Compiled once per process; static shapes (length buckets) keep it to one graph per bucket,
+# and the recompile policy (recompile.py) leaves room for every bucket.
+allow_recompiles()
 flex_compiled = torch.compile(flex_attention, dynamic=False)
-
-
-def resolve_executor(attention: str, device: torch.device) -> str:
-    """The executor for a config value: auto -> flex on CUDA, sdpa elsewhere."""
-    if attention != "auto":
-        return attention
-    return "flex" if torch.device(device).type == "cuda" else "sdpa"
-
-
-def flex_block_size(cfg: ModelConfig, device: torch.device | str) -> int:
-    """The flex block size on a device: cfg.block_size on CUDA (the Triton tile),
-    cfg.cpu_block_size elsewhere (the CPU kernel pays per non-empty block area)."""
-    return cfg.block_size if torch.device(device).type == "cuda" else cfg.cpu_block_size
-
-
-def summary_order(cfg: ModelConfig, block: int) -> str:
-    """The summary slot order for a block size: cfg.summary_order, "auto" resolved to
-    "track" for blocks <= 32 and "bar" above (measured crossover, docs/model.md)."""
-    if cfg.summary_order != "auto":
-        return cfg.summary_order
-    return "track" if block <= 32 else "bar"
-
-
-@torch.no_grad()
-def build_masks(
-    batch: Batch, cfg: ModelConfig, executor: str
-) -> tuple[Layout, BlockMask | None, torch.Tensor | None]:
-    """The layout and the executor's mask for one batch.
-
-    Args:
-        batch: the Batch.
-        cfg: the rules (offsets, window, options), block sizes, summary order and length
-            bucket.
-        executor: "flex" (bar-major, bucketed, BlockMask of flex_block_size on the batch's
-            device), "sdpa" (HID order, dense bool mask (B, 1, L, L)) or "dense" (HID order,
-            regular tokens only, no mask).
-
-    Returns:
-        (layout, block_mask or None, dense mask or None).
-    """
-    cells = find_cells(batch, summarize_empty=cfg.summarize_empty)
-    if executor == "dense":
-        return build_layout(batch, cells), None, None
-    if executor != "flex":
-        lay = build_layout(batch, cells, multiple=8)
-        mask_mod, features = meloformer_mask(lay, cfg), mask_features(lay, cfg)
-        return lay, None, segment_dense_mask(mask_mod, features, lay.clock)
-    block = flex_block_size(cfg, batch.device)
-    lay = build_layout(
-        batch,
-        cells,
-        bar_major=cfg.bar_major,
-        multiple=math.lcm(block, cfg.length_bucket),
-        conductor_first=cfg.conductor_full,
-        summary_order=summary_order(cfg, block),
-    )
-    mask_mod, features = meloformer_mask(lay, cfg), mask_features(lay, cfg)
-    return lay, segment_block_mask(mask_mod, features, lay.clock, block), None
 
 
 @dataclass(frozen=True)
 class AttentionPlan:
-    """Everything the layers need for one batch, built once by MeloFormer.plan.
+    """Everything the layers need for one batch, on the model's device, wrapped once from a
+    MaskPlan by MeloFormer.attention_plan.
 
     Attributes:
         executor: "flex", "sdpa" or "dense".

@@ -23,6 +23,11 @@ from torch.nn.attention.flex_attention import BlockMask
 
 from meloformer.model.masks import MaskMod
 
+# The mask_mod is evaluated on the (S, S) segment pairs in this many slices whatever S: a
+# fixed op count (kernel launches on a GPU), and a quarter of the pairs' intermediates alive
+# at a time (B=8, T=8192 at 128-blocks: S ~ 1,500, so ~5M pairs per slice).
+SEGMENT_CHUNKS = 4
+
 
 def _chunks(mask_mod: MaskMod, B: int, L: int, device, rows: int) -> Iterator[torch.Tensor]:
     """mask_mod on query rows q0..q0+rows of the (L, L) grid, (B, rows, L) bool each."""
@@ -60,6 +65,7 @@ def segment_block_mask(
     features: Sequence[torch.Tensor],
     clock: torch.Tensor,
     block: int | tuple[int, int],
+    rows: int | None = None,
 ) -> BlockMask:
     """A BlockMask from segment representatives (see the module docstring).
 
@@ -68,19 +74,20 @@ def segment_block_mask(
         features: every (B, L) table the rule reads; a segment ends where one changes.
         clock: the (B, L) causal clock.
         block: block size, or (query block, key block); one must divide the other.
+        rows: query segments per mask_mod call (default: SEGMENT_CHUNKS calls in all).
     """
     B, L = clock.shape
     q_block, kv_block = _pair(block)
     nq, nk = _n_blocks(L, q_block), _n_blocks(L, kv_block)
     reps = _representatives(features, clock, min(q_block, kv_block))
-    some, every = _segment_pairs(mask_mod, reps)
+    some, every = _segment_pairs(mask_mod, reps, rows=rows)
     q_of = torch.where(reps.used, reps.first // q_block, nq)  # unused segments -> spare block
     kv_of = torch.where(reps.used, reps.first // kv_block, nk)
     pair = (q_of[:, :, None] * (nk + 1) + kv_of[:, None, :]).reshape(B, -1)
     nonempty = _reduce(some, pair, (nq, nk), "amax")
     # Every row sees itself: the blocks on the diagonal are never empty.
-    rows = torch.arange(L, device=clock.device)
-    nonempty[:, rows // q_block, rows // kv_block] = True
+    diag = torch.arange(L, device=clock.device)
+    nonempty[:, diag // q_block, diag // kv_block] = True
     full = _reduce(every, pair, (nq, nk), "amin") & nonempty
     return from_block_maps(nonempty, full, (q_block, kv_block), mask_mod)
 
@@ -92,18 +99,18 @@ def segment_dense_mask(
 
     Same contract as segment_block_mask: exact for self | (segment rule & causal) masks,
     and far cheaper than evaluating the mask_mod L^2 times (segments are contiguous runs,
-    so the (S, S) rule expands by repeat_interleave).
+    so the (S, S) rule expands by two gathers, every row at once).
     """
     B, L = clock.shape
     reps = _representatives(features, clock, L)
     some, _ = _segment_pairs(mask_mod, reps, every=False)  # the segment rule where causal
+    S, seg = some.shape[1], reps.seg
+    # (B, S, S) -> (B, S, L) -> (B, L, L); the expanded indices are views, never materialised.
+    rule = some.gather(2, seg[:, None, :].expand(B, S, L))
+    rule = rule.gather(1, seg[:, :, None].expand(B, L, L))
+    causal = clock[:, None, :] <= clock[:, :, None]
     diagonal = torch.eye(L, dtype=torch.bool, device=clock.device)
-    rows = []
-    for b in range(B):
-        counts = torch.bincount(reps.seg[b], minlength=some.shape[1])
-        rule = some[b].repeat_interleave(counts, dim=1).repeat_interleave(counts, dim=0)
-        rows.append((rule & (clock[b, None, :] <= clock[b, :, None])) | diagonal)
-    return torch.stack(rows)[:, None]
+    return ((rule & causal) | diagonal)[:, None]
 
 
 @dataclass(frozen=True)
@@ -130,18 +137,22 @@ def _representatives(features: Sequence[torch.Tensor], clock: torch.Tensor, bloc
 
 
 def _segment_pairs(
-    mask_mod: MaskMod, reps: _Segments, every: bool = True, rows: int = 32
+    mask_mod: MaskMod, reps: _Segments, every: bool = True, chunks: int = SEGMENT_CHUNKS,
+    rows: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(B, S, S): some entry of the pair visible / every entry visible (optional).
 
-    Evaluated `rows` query segments at a time: the intermediates then stay in cache.
+    Evaluated over `chunks` slices of the query segments, so the op count is fixed whatever
+    B and S (and hence T); `rows` (segments per slice) overrides it, for the benchmark's
+    before/after (the op count then grows with S).
     """
-    B = reps.first.shape[0]
+    B, S = reps.first.shape
+    step = rows if rows is not None else -(-S // chunks)
     b = torch.arange(B, device=reps.first.device)[:, None, None]
     h = torch.zeros((), dtype=torch.long, device=reps.first.device)
     some, all_ = [], []
-    for s0 in range(0, reps.first.shape[1], rows):
-        q_last, q_first = reps.last[:, s0 : s0 + rows, None], reps.first[:, s0 : s0 + rows, None]
+    for s0 in range(0, S, step):
+        q_last, q_first = reps.last[:, s0 : s0 + step, None], reps.first[:, s0 : s0 + step, None]
         some.append(mask_mod(b, h, q_last, reps.first[:, None, :]))
         if every:
             all_.append(mask_mod(b, h, q_first, reps.last[:, None, :]))

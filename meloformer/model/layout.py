@@ -123,6 +123,7 @@ def build_layout(
     multiple: int = 1,
     conductor_first: bool = False,
     summary_order: str = "bar",
+    min_length: int = 0,
 ) -> Layout:
     """The per-row lookup tables of one batch, in execution order.
 
@@ -133,6 +134,8 @@ def build_layout(
         multiple: pad L = T + S up to a multiple of this (static shapes for compiled flex).
         conductor_first: bar-major order starts with the whole conductor (conductor_full).
         summary_order: "bar" or "track" order of the summary slots (see summary_slots).
+        min_length: L is at least this (a multiple of `multiple`): room for the summaries
+            most batches of a length bucket have, so they all share one shape.
 
     Returns:
         The Layout, on the batch's device.
@@ -140,7 +143,7 @@ def build_layout(
     B, T = batch.shape
     slot_cell, slot_valid = summary_slots(cells, summary_order)
     S = slot_cell.shape[1]
-    L = -(-(T + S) // multiple) * multiple
+    L = max(-(-(T + S) // multiple) * multiple, min_length)
     pad_slots = L - T - S
     regular, coords = _regular_tables(batch, cells)
     summary, summary_coords = _summary_tables(cells, coords, slot_cell, slot_valid)

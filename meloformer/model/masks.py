@@ -11,6 +11,7 @@ all of it vectorises, since the key-side loads are contiguous.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -132,9 +133,15 @@ def type_table() -> torch.Tensor:
     return table
 
 
+@functools.cache
+def _type_table_on(device: torch.device) -> torch.Tensor:
+    """type_table() on `device`, copied once per process (not at every plan)."""
+    return type_table().to(device)
+
+
 def type_mod(lay: Layout) -> MaskMod:
     """The type rule between different cells (a token sees its own cell fully)."""
-    family, cell, table = lay.family, lay.cell, type_table().to(lay.family.device)
+    family, cell, table = lay.family, lay.cell, _type_table_on(lay.family.device)
 
     def token_type(b, h, q, kv):
         return (cell[b, q] == cell[b, kv]) | table[family[b, q], family[b, kv]]

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from meloformer.model.attention import AttentionPlan, build_masks, resolve_executor
+from meloformer.model.attention import AttentionPlan
 from meloformer.model.batch import IGNORE, Batch
 from meloformer.model.config import ModelConfig
 from meloformer.model.layers import Block
+from meloformer.model.plan import MaskPlan, block_mask, build_plan, resolve_executor
 from meloformer.model.rope import MultiAxisRoPE
 
 
@@ -58,6 +59,9 @@ class MeloFormer(nn.Module):
     def plan(self, batch: Batch, executor: str | None = None) -> AttentionPlan:
         """Layout, mask and rotary tables of a batch, built once and shared by all layers.
 
+        The convenience path (evaluation, tests, the full-forward oracle): the MaskPlan is
+        built on the CPU, as the training loader builds it, then moved to the batch's device.
+
         Args:
             batch: the Batch (on the model's device).
             executor: override of cfg.attention ("flex", "sdpa", "dense", "auto").
@@ -67,21 +71,24 @@ class MeloFormer(nn.Module):
                 summary executor asked of a dense-only model.
         """
         kind = resolve_executor(executor or self.cfg.attention, batch.device)
-        if kind != "dense" and self.summary_emb is None:
-            raise ValueError(f"executor {kind!r} needs summaries; this model was built dense")
-        self._check_ranges(batch)
-        lay, block_mask, mask = build_masks(batch, self.cfg, kind)
-        coords = lay.coords[:, : lay.n_regular] if kind == "dense" else lay.coords
-        return AttentionPlan(kind, lay, self.rope(coords), block_mask=block_mask, mask=mask)
+        mask_plan = build_plan(batch.to("cpu"), self.cfg, kind, batch.device)
+        return self.attention_plan(mask_plan.to(batch.device))
 
-    def _check_ranges(self, batch: Batch) -> None:
-        cfg = self.cfg
-        limits = {"ids": cfg.vocab_size, "program": cfg.n_programs, "track": cfg.max_tracks}
-        highs = torch.stack([getattr(batch, name).max() for name in limits]).tolist()
-        lows = torch.stack([getattr(batch, name).min() for name in limits]).tolist()
-        for (name, limit), high, low in zip(limits.items(), highs, lows, strict=True):
-            if low < 0 or high >= limit:
-                raise ValueError(f"Batch.{name}: values {low}..{high} outside 0..{limit - 1}")
+    def attention_plan(self, plan: MaskPlan) -> AttentionPlan:
+        """Wrap a MaskPlan already on the model's device: rotary tables and the BlockMask's
+        mask_mod. Tensor ops only, no host sync (the training step's path).
+
+        Raises:
+            ValueError: a summary executor asked of a dense-only model.
+        """
+        if plan.executor != "dense" and self.summary_emb is None:
+            raise ValueError(f"executor {plan.executor!r} needs summaries; this model was "
+                             "built dense")
+        lay = plan.layout
+        coords = lay.coords[:, : lay.n_regular] if plan.executor == "dense" else lay.coords
+        bm = block_mask(plan, self.cfg) if plan.executor == "flex" else None
+        return AttentionPlan(plan.executor, lay, self.rope(coords), block_mask=bm,
+                             mask=plan.mask)
 
     def embed(self, batch: Batch, plan: AttentionPlan) -> torch.Tensor:
         """Input rows in execution order: regular tokens, then summary slots, (B, L, C)."""
@@ -94,9 +101,17 @@ class MeloFormer(nn.Module):
         summary = self.program_emb(lay.summary_program) + self.track_emb(lay.summary_track)
         return torch.cat([x, summary + self.summary_emb], dim=1)
 
-    def forward(self, batch: Batch, plan: AttentionPlan | None = None) -> torch.Tensor:
-        """Next-token logits (B, T, V) of the regular tokens, in HID order."""
-        plan = plan if plan is not None else self.plan(batch)
+    def forward(self, batch: Batch, plan: AttentionPlan | MaskPlan | None = None
+                ) -> torch.Tensor:
+        """Next-token logits (B, T, V) of the regular tokens, in HID order.
+
+        `plan`: an AttentionPlan, a MaskPlan on the batch's device (the training step), or
+        None (built here by `plan`, with host syncs).
+        """
+        if plan is None:
+            plan = self.plan(batch)
+        elif isinstance(plan, MaskPlan):
+            plan = self.attention_plan(plan)
         x = self.embed(batch, plan)  # (B, L, C)
         for block in self.blocks:
             x = block(x, plan)
@@ -106,7 +121,7 @@ class MeloFormer(nn.Module):
             h = torch.empty_like(h).scatter(1, perm[..., None].expand_as(h), h)  # back to HID
         return self.lm_head(h)
 
-    def loss(self, batch: Batch, plan: AttentionPlan | None = None) -> torch.Tensor:
+    def loss(self, batch: Batch, plan: AttentionPlan | MaskPlan | None = None) -> torch.Tensor:
         """Mean cross-entropy of `targets` (IGNORE positions skipped)."""
         logits = self.forward(batch, plan)
         return F.cross_entropy(

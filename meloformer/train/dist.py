@@ -25,13 +25,20 @@ class DistInfo:
 
 
 def init_distributed(device_type: str) -> DistInfo:
-    """Join the torchrun job described by RANK/WORLD_SIZE/LOCAL_RANK, if there is one."""
+    """Join the torchrun job described by RANK/WORLD_SIZE/LOCAL_RANK, if there is one (a
+    one-process job too: its process group is real, so `--nproc_per_node 1` checks the
+    backend; collectives are skipped at world 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
+    if world <= 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
+        return DistInfo()  # a plain process (torchrun, even of one process, sets the run id)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        # Before NCCL init: otherwise every rank's default context, NCCL communicator and
+        # pin-memory thread land on GPU 0.
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(dist.get_rank(), world, local_rank)
 
 
 def all_reduce(x: torch.Tensor, op: str = "sum") -> torch.Tensor:

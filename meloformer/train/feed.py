@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 
-from meloformer.model.batch import Batch
+from meloformer.model.config import ModelConfig
+from meloformer.model.plan import Planner
 from meloformer.train.config import TrainConfig
 from meloformer.train.dist import DistInfo, all_reduce
-from meloformer.train.loader import PlanDataset, make_loader
+from meloformer.train.loader import MicroBatch, PlanDataset, make_loader
 from meloformer.train.phases import Phase
 from meloformer.train.plan import DataPosition, PlannedBatch, plan_epoch
 from meloformer.train.shards import SongIndex
@@ -49,15 +50,20 @@ class DataFeed:
         index: the train split.
         cfg: seed, buckets, packing, chunking, max_seq_len.
         info: rank and world (ranks get disjoint songs).
-        device: where collectives run (nccl needs CUDA tensors); CUDA also pins host memory.
+        device: where the model and collectives run (nccl needs CUDA tensors); it picks the
+            executor the loader builds mask plans for; CUDA also pins host memory.
+        model_cfg: the model's config (mask rules, block sizes, length bucket).
     """
 
     def __init__(
-        self, index: SongIndex, cfg: TrainConfig, info: DistInfo, device: torch.device
+        self, index: SongIndex, cfg: TrainConfig, info: DistInfo, device: torch.device,
+        model_cfg: ModelConfig,
     ) -> None:
         self.index, self.cfg, self.info, self.device = index, cfg, info, device
+        self.planner = Planner(model_cfg, device.type)
         self.pin = device.type == "cuda"
         self._iter = None
+        self._left = 0  # micro-batches every rank still has in this plan
 
     def plans(self, origin: DataPosition, batch_size: int) -> list[PlannedBatch]:
         c = self.cfg
@@ -86,19 +92,19 @@ class DataFeed:
             state = DataState(position, 0, phase.batch_size)
         self.stop()
         dataset = PlanDataset(self.index, self.plans(state.origin, state.batch_size),
-                              self.cfg.max_seq_len, self.cfg.seed)
+                              self.cfg.max_seq_len, self.cfg.seed, self.planner)
         self._iter = iter(make_loader(dataset, state.done, phase.num_workers, self.pin))
+        # One collective per (re)start, none per step: the batches left on the poorest rank.
+        left = torch.tensor([len(dataset) - state.done], device=self.device)
+        self._left = int(all_reduce(left, "min").item())
         return state
 
-    def take(self, n: int) -> list[Batch]:
+    def take(self, n: int) -> list[MicroBatch]:
         """The next `n` micro-batches, or [] when any rank has fewer left (epoch end)."""
-        out = []
-        for batch, _ in self._iter:
-            out.append(batch)
-            if len(out) == n:
-                break
-        have = int(all_reduce(torch.tensor([len(out)], device=self.device), "min").item())
-        return out if have == n else []
+        if self._left < n:
+            return []
+        self._left -= n
+        return [next(self._iter)[0] for _ in range(n)]
 
     @staticmethod
     def advance(state: DataState, n: int) -> DataState:

@@ -1,51 +1,71 @@
-"""Turn planned batches into model Batches: read songs, crop long ones, pack and pad.
+"""Turn planned batches into micro-batches: read songs, crop long ones, pack and pad, and
+build each batch's MaskPlan (layout + mask) right there, in the loader worker, off the step.
 
-The DataLoader only parallelises the reading; batch i is always plans[i] whatever the
+The DataLoader only parallelises the work; batch i is always plans[i] whatever the
 number of workers (map-style dataset, sequential sampler), which keeps resume exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from meloformer.model.batch import IGNORE, Batch
+from meloformer.model.plan import MaskPlan, Planner
 from meloformer.train.crop import crop
 from meloformer.train.plan import PlannedBatch
 from meloformer.train.shards import ShardReader, SongIndex
 
 
+@dataclass(frozen=True)
+class MicroBatch:
+    """One micro-batch as the step consumes it: the Batch and its MaskPlan (same device)."""
+
+    batch: Batch
+    plan: MaskPlan
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> MicroBatch:
+        return MicroBatch(self.batch.to(device, non_blocking), self.plan.to(device, non_blocking))
+
+    def pin_memory(self) -> MicroBatch:
+        """A copy in pinned host memory (DataLoader's pin_memory calls this)."""
+        return MicroBatch(self.batch.pin_memory(), self.plan.pin_memory())
+
+
 class PlanDataset(Dataset):
-    """Item i = (Batch of plans[i], i).
+    """Item i = (MicroBatch of plans[i], i).
 
     Args:
         index: the split's SongIndex.
         plans: the batches to build, in order.
         max_seq_len: crop budget per song.
         seed: with the epoch and song index, fixes each song's crop window.
+        planner: builds each batch's MaskPlan (the model's config and device).
     """
 
     def __init__(
-        self, index: SongIndex, plans: Sequence[PlannedBatch], max_seq_len: int, seed: int
+        self, index: SongIndex, plans: Sequence[PlannedBatch], max_seq_len: int, seed: int,
+        planner: Planner,
     ) -> None:
         self.index, self.plans = index, list(plans)
-        self.max_seq_len, self.seed = max_seq_len, seed
+        self.max_seq_len, self.seed, self.planner = max_seq_len, seed, planner
         self._reader: ShardReader | None = None  # built lazily in each worker process
 
     def __len__(self) -> int:
         return len(self.plans)
 
-    def __getitem__(self, i: int) -> tuple[Batch, int]:
+    def __getitem__(self, i: int) -> tuple[MicroBatch, int]:
         if self._reader is None:
             self._reader = ShardReader(self.index)
         plan = self.plans[i]
         rows = [[self._song(plan.epoch, s) for s in row] for row in plan.rows]
         batch = Batch.from_encodings(rows, plan.length)
         batch.targets[plan.n_real :] = IGNORE  # filler rows keep the shape, add no loss
-        return batch, i
+        return MicroBatch(batch, self.planner(batch)), i
 
     def _song(self, epoch: int, song: int):
         rng = np.random.default_rng([self.seed, epoch, song])

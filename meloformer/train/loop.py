@@ -44,6 +44,7 @@ from meloformer.train.phases import oom_line, phase_at, switch_line
 from meloformer.train.schedule import lr_at
 from meloformer.train.shards import build_index
 from meloformer.train.step import LossModule, train_step
+from meloformer.train.vocabulary import VocabRecord, check_corpus, checkpoint_vocab, corpus_vocab
 
 
 class TooManyBadSteps(RuntimeError):
@@ -112,17 +113,21 @@ def train(
     dev = resolve_device(device, info)
     ckpt_path = Path(out_dir) / "checkpoints" / LAST
     key = run_key(cfg, model_cfg, data_dir)
+    vocab = corpus_vocab(data_dir)  # the model speaks the corpus's vocabulary (meta.json)
     ckpt = load_checkpoint(ckpt_path, dev) if resume is True and ckpt_path.exists() else None
     note = None
     if resume == "auto" and ckpt_path.exists():
         ckpt, note = _auto_resume(ckpt_path, dev, key)
     if ckpt is not None:  # the checkpoint's model, whatever model_cfg says
         model_cfg = model_config_from(ckpt)
+        check_corpus(checkpoint_vocab(ckpt, str(ckpt_path), model_cfg.vocab_size), data_dir)
+    else:
+        model_cfg = model_cfg.replace(vocab_size=vocab.size)
     torch.manual_seed(cfg.seed)
     model = MeloFormer(model_cfg).to(dev)
     metrics_dir = Path(metrics_dir) if metrics_dir else Path(out_dir) / "metrics"
     return _Run(cfg, model, data_dir, Path(out_dir), dev, info, ckpt, key, metrics_dir,
-                note).run()
+                note, vocab).run()
 
 
 def _auto_resume(path: Path, dev: torch.device, key: str) -> tuple[dict | None, str]:
@@ -144,12 +149,13 @@ class _Run:
     """One training run's mutable state (kept out of `train` to keep functions short)."""
 
     def __init__(self, cfg, model, data_dir, out_dir, dev, info, ckpt, key, metrics_dir,
-                 note) -> None:
+                 note, vocab: VocabRecord) -> None:
         self.cfg, self.model, self.out_dir, self.dev, self.info = cfg, model, out_dir, dev, info
         self.key, self.complete, self.signum = key, False, 0
+        self.vocab = vocab
         self.optimizer = build_optimizer(model, cfg)
         index = build_index(data_dir)
-        self.feed = DataFeed(index, cfg, info, dev)
+        self.feed = DataFeed(index, cfg, info, dev, model.cfg)
         self.epoch_steps = epoch_steps(index, cfg, info.world)
         self.total_steps = max(1, min(cfg.max_steps or self.epoch_steps, self.epoch_steps))
         self.step, self.bad_steps, self.oom_halvings, self.tokens = 0, 0, 0, 0
@@ -316,6 +322,7 @@ class _Run:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "model_config": model_config_dict(self.model.cfg), "train_config": _plain(self.cfg),
             "run_key": self.key, "complete": self.complete,
+            "vocab": self.vocab.to_dict(),
             "step": self.step, "bad_steps": self.bad_steps, "oom_halvings": self.oom_halvings,
             "tokens": self.tokens, "data": self.data.to_dict(), "rng": rng_state(),
             "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 4),
