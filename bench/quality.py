@@ -110,9 +110,10 @@ class RemiTables:
         fam = {"PAD": 0, "BOS": 0, "EOS": 0, "MASK": 0, "PitchDrum": 3}
         family = np.array([fam.get(k, REMI_FAMILIES.index(k) if k in REMI_FAMILIES else 9)
                            for k in kind], dtype=np.int64)
-        position = np.array([int(v) if k == "Position" else -1 for k, v in zip(kind, value)])
+        pairs = list(zip(kind, value, strict=True))
+        position = np.array([int(v) if k == "Position" else -1 for k, v in pairs])
         program = np.array([(128 if int(v) < 0 else int(v)) if k == "Program" else -1
-                            for k, v in zip(kind, value)])
+                            for k, v in pairs])
         return cls(family, np.array([k == "Bar" for k in kind]), position, program,
                    np.array([k in ("Pitch", "PitchDrum") for k in kind]),
                    names.index("BOS_None"), names.index("EOS_None"))
@@ -275,7 +276,8 @@ def step_batch(songs: list[Song], kind: str, step: int, seed: int, rows: int,
     rng = np.random.default_rng([seed, step])
     picks = rng.choice(len(songs), size=rows, replace=False)
     starts = rng.random(rows)
-    crops = [[train_crop(getattr(songs[i], kind), length, u)] for i, u in zip(picks, starts)]
+    crops = [[train_crop(getattr(songs[i], kind), length, float(u))]
+             for i, u in zip(picks, starts, strict=True)]
     return Batch.from_encodings(crops, length=length)
 
 
@@ -342,7 +344,8 @@ class Bench:
         self.hid_vocab = vocab_for(HIDConfig())
         self.remi_tables = RemiTables.of(remi_tokenizer())
         self.vocab = {"hid": len(self.hid_vocab), "remi": len(self.remi_tables.family)}
-        self.family = {"hid": (self.hid_vocab.family_of.astype(np.int64), [f.name for f in Family]),
+        hid_family = self.hid_vocab.family_of.astype(np.int64)
+        self.family = {"hid": (hid_family, [f.name for f in Family]),
                        "remi": (self.remi_tables.family, list(REMI_FAMILIES))}
         if args.eval_dir:
             ev, _ = load_corpus(Path(args.eval_dir))
@@ -409,7 +412,8 @@ class Bench:
             if done % 50 == 0:
                 print(f"  {name} s{seed} step {done}/{stop} loss {loss:.3f}", flush=True)
             if done in evals or done == stop:
-                curve.append({"step": done, "train_seconds": train_s, **self.evaluate(model, name)})
+                point = {"step": done, "train_seconds": train_s, **self.evaluate(model, name)}
+                curve.append(point)
                 self._save(run_dir, model, opt, done, curve, keep)
         return curve
 
