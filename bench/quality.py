@@ -1,6 +1,6 @@
 """Quality at equal compute: bits per note of MeloFormer against HID + dense and REMI + dense.
 
-    python bench/quality.py [--out runs/quality] [--steps 500] [--seeds 1337 7] [--json OUT]
+    python bench/quality.py [--out runs/quality] [--steps 400] [--seeds 1337 7] [--json OUT]
                             [--eval-dir DIR] [--quick]
 
 Three models of one size (`small`), trained here by one loop with the same optimizer (AdamW,
@@ -22,8 +22,9 @@ the same number for every model), summed over songs before dividing. Per-family 
 bits per note too, so they add up to the total.
 
 Two columns. Equal steps: every model at --steps. Equal time: the per-step times of the three
-are measured side by side in this process (interleaved rounds, median), and each model is read
-at the step where it has spent what (a) spends in --steps; the dense models train that far.
+are measured side by side in one process (single steps interleaved, 10 rounds, median), and
+each model is read at the step where it has spent what (a) spends in --steps; a model faster
+than (a) trains on to that step.
 Each (model, seed) run keeps a checkpoint and its curve under --out; a rerun continues it.
 A process uses one torch thread; on 2 cores run the seeds as two processes on one --out (the
 first writes step_times.json, start the second after it), then one more call over all seeds
@@ -367,23 +368,23 @@ class Bench:
         return build_optimizer(model, TrainConfig(learning_rate=self.args.lr))
 
     def step_times(self) -> dict[str, float]:
-        """Seconds per optimizer step of each model, measured in interleaved rounds (the
-        machine is shared: a slow spell hits every model of a round alike); median."""
+        """Seconds per optimizer step of each model: single steps interleaved model by model
+        for --time-rounds rounds (the machine is shared: a slow spell hits the models of a
+        round alike), then the median per model. Written once; a rerun reuses it."""
         path = self.out / "step_times.json"
         if path.exists():
-            return json.loads(path.read_text())
+            return json.loads(path.read_text())["median"]
         runs = {n: (m := self.model(n, 0), self.optimizer(m)) for n in MODELS}
         times: dict[str, list[float]] = {n: [] for n in MODELS}
         for r in range(self.args.time_rounds + 1):
             for name, (model, opt) in runs.items():
-                batches = [self.batch(name, 10_000 + r * 10 + k, 0) for k in range(3)]
+                batch = self.batch(name, 10_000 + r, 0)
                 t0 = time.perf_counter()
-                for b in batches:
-                    train_step(model, opt, b, self.args.lr, 1.0)
+                train_step(model, opt, batch, self.args.lr, 1.0)
                 if r:  # round 0 warms up
-                    times[name].append((time.perf_counter() - t0) / len(batches))
+                    times[name].append(time.perf_counter() - t0)
         result = {n: statistics.median(v) for n, v in times.items()}
-        write_json(path, result)
+        write_json(path, {"median": result, "rounds": times})
         return result
 
     def run(self, name: str, seed: int, stop: int, evals: set[int], keep: set[int]) -> list:
@@ -492,7 +493,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(CORPUS), help="MIDI folder (train/val by discover)")
     ap.add_argument("--out", default=str(REPO / "runs" / "quality"), help="runs + checkpoints")
-    ap.add_argument("--steps", type=int, default=500, help="(a)'s optimizer steps")
+    ap.add_argument("--steps", type=int, default=400, help="(a)'s optimizer steps")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1337, 7])
     ap.add_argument("--size", default="small")
     ap.add_argument("--length", type=int, default=1024, help="row length (train and eval)")
@@ -502,7 +503,7 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=4, help="scored points up to --steps")
     ap.add_argument("--max-eval", type=int, default=64, help="val songs scored")
     ap.add_argument("--max-files", type=int, default=None, help="first N corpus files only")
-    ap.add_argument("--time-rounds", type=int, default=3)
+    ap.add_argument("--time-rounds", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     ap.add_argument("--eval-dir", help="score the trained runs on this MIDI folder instead")
     ap.add_argument("--json", help="also write the table and curves here")
@@ -510,7 +511,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.corpus, args.steps, args.length, args.evals = str(SAMPLE), 4, 256, 2
-        args.max_eval, args.time_rounds, args.warmup = 4, 1, 2
+        args.max_eval, args.time_rounds, args.warmup = 4, 2, 2
     # One thread per process: on a shared 2-core machine two threads stall each other under
     # load (measured 3.5-5 s vs 2 s a step); run seeds as parallel processes instead.
     torch.set_num_threads(args.threads)
