@@ -25,7 +25,13 @@ from meloformer.data.atomic import atomic_path, write_json
 from meloformer.data.config import PreprocessConfig
 from meloformer.data.dedup import StaleShards, deduplicate
 from meloformer.data.manifest import read_manifest
-from meloformer.data.meta import STAT_COLUMNS, build_meta, check_accounted
+from meloformer.data.meta import (
+    STAT_COLUMNS,
+    build_meta,
+    check_accounted,
+    pitch_histogram,
+    pitch_ranges,
+)
 from meloformer.data.pool import PreprocessError, ShardPool
 from meloformer.data.progress import Progress
 from meloformer.data.shards import (
@@ -189,7 +195,9 @@ def finalize(manifest_path: Path, out_dir: Path, cfg: PreprocessConfig) -> Prepr
     check_accounted(manifest, songs, all_rejects)
     with atomic_path(Path(out_dir) / REJECTS_FILE) as tmp:
         pq.write_table(all_rejects, tmp, compression="zstd")
-    meta = build_meta(cfg, [t.key for t in tasks], songs, rejects, len(manifest))
+    hist = pitch_histogram([songs_file(shard_dir, k) for k in ids], Vocab(cfg.hid))
+    meta = build_meta(cfg, [t.key for t in tasks], songs, rejects, len(manifest),
+                      pitch_ranges(hist))
     write_json(Path(out_dir) / META_FILE, meta)
     totals = meta["totals"]
     return PreprocessSummary(
