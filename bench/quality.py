@@ -1,6 +1,6 @@
 """Quality at equal compute: bits per note of MeloFormer against HID + dense and REMI + dense.
 
-    python bench/quality.py [--out runs/quality] [--steps 400] [--seeds 1337 7] [--json OUT]
+    python bench/quality.py [--out runs/quality] [--steps 200] [--seeds 1337 7] [--json OUT]
                             [--eval-dir DIR] [--quick]
 
 Three models of one size (`small`), trained here by one loop with the same optimizer (AdamW,
@@ -27,8 +27,8 @@ each model is read at the step where it has spent what (a) spends in --steps; a 
 than (a) trains on to that step.
 Each (model, seed) run keeps a checkpoint and its curve under --out; a rerun continues it.
 A process uses one torch thread; on 2 cores run the seeds as two processes on one --out (the
-first writes step_times.json, start the second after it), then one more call over all seeds
-prints the table from the finished curves without training.
+first writes step_times.json, start the second after it), each with --json, then
+`--merge A.json B.json` prints the one table.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ MODELS = {  # name -> (tokenisation, ModelConfig.attention)
     "remi-dense": ("remi", "dense"),
 }
 BASE = "hid-sparse"
+RUN_ORDER = ("hid-sparse", "remi-dense", "hid-dense")  # (a) vs (c) first if time runs out
 REMI_FAMILIES = ("Special", "Bar", "Position", "Pitch", "Velocity", "Duration", "Program",
                  "Tempo", "TimeSig", "Other")
 LN2 = math.log(2)
@@ -493,14 +494,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(CORPUS), help="MIDI folder (train/val by discover)")
     ap.add_argument("--out", default=str(REPO / "runs" / "quality"), help="runs + checkpoints")
-    ap.add_argument("--steps", type=int, default=400, help="(a)'s optimizer steps")
+    ap.add_argument("--steps", type=int, default=200, help="(a)'s optimizer steps")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1337, 7])
     ap.add_argument("--size", default="small")
     ap.add_argument("--length", type=int, default=1024, help="row length (train and eval)")
     ap.add_argument("--rows", type=int, default=2, help="rows per batch")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--evals", type=int, default=4, help="scored points up to --steps")
+    ap.add_argument("--evals", type=int, default=2, help="scored points up to --steps")
     ap.add_argument("--max-eval", type=int, default=64, help="val songs scored")
     ap.add_argument("--max-files", type=int, default=None, help="first N corpus files only")
     ap.add_argument("--time-rounds", type=int, default=10)
@@ -508,7 +509,12 @@ def main() -> None:
     ap.add_argument("--eval-dir", help="score the trained runs on this MIDI folder instead")
     ap.add_argument("--json", help="also write the table and curves here")
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tests)")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="print one table from the --json files of per-seed processes")
     args = ap.parse_args()
+    if args.merge:
+        merge(args.merge, args.json)
+        return
     if args.quick:
         args.corpus, args.steps, args.length, args.evals = str(SAMPLE), 4, 256, 2
         args.max_eval, args.time_rounds, args.warmup = 4, 2, 2
@@ -523,33 +529,54 @@ def main() -> None:
           f"{sum(w.notes for w in bench.windows)} notes", flush=True)
     curves: dict[str, dict[int, list]] = {n: {} for n in MODELS}
     for seed in args.seeds:
-        for name in MODELS:
+        for name in RUN_ORDER:
             p = plan[name]
             if args.eval_dir:
                 curves[name][seed] = eval_dir_curve(bench, name, seed, sorted(keep_steps))
             else:
                 curves[name][seed] = bench.run(name, seed, p["stop"], p["evals"], keep_steps)
-    params = {n: bench.model(n, 0).num_params() for n in MODELS}
-    rows = summarize(curves, plan, times, args.steps, params)
-    fams = family_rows(curves, args.steps)
     remi_notes = sum(int(bench.remi_tables.is_note[w.remi.ids].sum()) for w in bench.windows)
-    hid_notes = sum(w.notes for w in bench.windows)
-    print(f"{args.size}, batch {args.rows}x{args.length} tokens, lr {args.lr} constant after "
-          f"{args.warmup} warm-up steps, seeds {args.seeds}; equal time = (a)'s {args.steps} "
-          f"steps x {times[BASE]:.2f} s; scored on "
-          f"{args.eval_dir or 'val'}: {len(bench.windows)} songs, {hid_notes} notes "
-          f"(REMI windows hold {remi_notes / hid_notes:.3f}x as many)")
+    result = {
+        "bench": "quality", "counts": bench.counts,
+        "settings": {k: v for k, v in vars(args).items()}, "step_times": times,
+        "plan": {n: {"eq_time": p["eq_time"], "stop": p["stop"]} for n, p in plan.items()},
+        "params": {n: bench.model(n, 0).num_params() for n in MODELS},
+        "scored": {"songs": len(bench.windows), "notes": sum(w.notes for w in bench.windows),
+                   "remi_notes": remi_notes},
+        "curves": {n: {str(s): c for s, c in v.items()} for n, v in curves.items()},
+    }
+    report(result, args.json)
+
+
+def report(result: dict, json_path: str | None) -> None:
+    """Print the table (and write it with the curves to json_path)."""
+    a, curves = result["settings"], result["curves"]
+    steps, times, plan = a["steps"], result["step_times"], result["plan"]
+    rows = summarize(curves, plan, times, steps, result["params"])
+    fams = family_rows(curves, steps)
+    sc = result["scored"]
+    seeds = sorted({int(s) for c in curves.values() for s in c})
+    print(f"{a['size']}, batch {a['rows']}x{a['length']} tokens, lr {a['lr']} constant after "
+          f"{a['warmup']} warm-up steps, seeds {seeds}; equal time = (a)'s {steps} "
+          f"steps x {times[BASE]:.2f} s; scored on {a['eval_dir'] or 'val'}: {sc['songs']} "
+          f"songs, {sc['notes']} notes (REMI windows hold {sc['remi_notes'] / sc['notes']:.3f}x "
+          f"as many)")
     print_table(rows, ["model", "params_M", "s_per_step", "steps", "bits/note", "sd",
                        "bits/token", "vs_a_steps_%", "time_steps", "bits/note@time",
                        "sd@time", "vs_a_time_%"])
-    print(f"\nbits per note by target family at {args.steps} steps (mean over seeds)")
+    print(f"\nbits per note by target family at {steps} steps (mean over seeds)")
     print_table(fams, ["model", "family", "bits/note"])
-    if args.json:
-        write_json(args.json, {"bench": "quality", "counts": bench.counts,
-                               "settings": {k: v for k, v in vars(args).items()},
-                               "step_times": times, "rows": rows, "families": fams,
-                               "curves": {n: {str(s): c for s, c in v.items()}
-                                          for n, v in curves.items()}})
+    if json_path:
+        write_json(json_path, {**result, "rows": rows, "families": fams})
+
+
+def merge(paths: list[str], json_path: str | None) -> None:
+    """One table from the JSONs of runs that trained the seeds in separate processes."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    result = dict(parts[0])
+    result["curves"] = {n: {s: c for part in parts for s, c in part["curves"][n].items()}
+                        for n in MODELS}
+    report(result, json_path)
 
 
 def eval_dir_curve(bench: Bench, name: str, seed: int, steps: list[int]) -> list:
