@@ -1,6 +1,6 @@
 """Quality at equal compute: bits per note of MeloFormer against HID + dense and REMI + dense.
 
-    python bench/quality.py [--out runs/quality] [--steps 200] [--seeds 1337 7] [--json OUT]
+    python bench/quality.py [--out runs/quality] [--steps 150] [--seeds 1337 7] [--json OUT]
                             [--eval-dir DIR] [--quick]
 
 Three models of one size (`small`), trained here by one loop with the same optimizer (AdamW,
@@ -494,7 +494,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(CORPUS), help="MIDI folder (train/val by discover)")
     ap.add_argument("--out", default=str(REPO / "runs" / "quality"), help="runs + checkpoints")
-    ap.add_argument("--steps", type=int, default=200, help="(a)'s optimizer steps")
+    ap.add_argument("--steps", type=int, default=150, help="(a)'s optimizer steps")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1337, 7])
     ap.add_argument("--size", default="small")
     ap.add_argument("--length", type=int, default=1024, help="row length (train and eval)")
