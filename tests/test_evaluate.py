@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
+import numpy as np
 import pytest
 import torch
 from train_helpers import write_shards
 
 from meloformer.evaluate.evaluate import EvaluateConfig, evaluate
 from meloformer.evaluate.loss import family_loss
+from meloformer.generate.output import read_sample_ids
 from meloformer.generate.run import GenerateConfig, run_generate
 from meloformer.generate.script import first_bars
 from meloformer.hid import HIDConfig
+from meloformer.hid.decode import parse_tokens
 from meloformer.hid.encode import encode_file, vocab_for
 from meloformer.model import Batch, MeloFormer, ModelConfig
 from meloformer.train.checkpoint import model_config_dict, save_checkpoint
@@ -87,3 +91,27 @@ def test_evaluate_without_samples_is_a_clear_error(setup, tmp_path):
     ckpt, processed, _ = setup
     with pytest.raises(FileNotFoundError, match="generate"):
         evaluate(ckpt, processed, tmp_path / "none", tmp_path, EvaluateConfig(device="cpu"))
+
+
+def test_evaluate_scores_each_samples_ending_and_pitch_range(setup, tmp_path):
+    ckpt, processed, samples = setup
+    data = tmp_path / "data"
+    shutil.copytree(processed, data)
+    ranges = {str(p): [40, 80, 1000] for p in range(129)}
+    (data / "meta.json").write_text(json.dumps({"pitch_ranges": ranges}))
+    cfg = EvaluateConfig(max_songs=8, max_tokens=512, batch_size=2, max_distance=4,
+                         device="cpu")
+    evaluate_task.fn(ckpt, data, samples, tmp_path / "m", cfg, HIDConfig())
+    music = json.loads((tmp_path / "m" / "eval.json").read_text())["music"]
+    for name in ("last_bar_ratio", "held_past_end", "out_of_range_share"):
+        assert set(music[name]) == {"real", "generated", "gap"}
+    rows = json.loads((tmp_path / "m" / "samples.json").read_text())
+    assert [r["sample"] for r in rows] == sorted(p.name for p in samples.glob("sample-*.json"))
+    for row, path in zip(rows, sorted(samples.glob("sample-*.json")), strict=True):
+        score = parse_tokens(read_sample_ids(path), VOCAB)
+        melodic = np.array([score.programs[t] != 128 for t in score.track], dtype=bool)
+        if melodic.any():
+            ends = score.onsets() + score.dur
+            length = int(VOCAB.bar_steps[score.ts].sum())
+            assert row["held_past_end"] == pytest.approx(np.mean(ends[melodic] > length))
+        assert 0 <= (row["out_of_range_share"] or 0) <= 1

@@ -11,7 +11,10 @@ from meloformer.evaluate.metrics import (
     Piece,
     empty_beat_rate,
     groove_consistency,
+    held_past_end,
+    last_bar_ratio,
     note_density,
+    out_of_range_share,
     pitch_class_entropy,
     polyphony,
     scale_consistency,
@@ -83,3 +86,24 @@ def test_bar_similarity_by_distance_and_error():
     # A different duration (or track) is a different note.
     moved = [(0, 0, 0, 60, 12), (0, 1, 0, 60, 6)]
     assert similarity_curve([piece(moved).score], 1)[0] == 0.0
+
+
+def test_last_bar_ratio_and_held_past_end():
+    # 3 bars: 2, 2 and 5 notes; mean 3 a bar, the last bar holds 5.
+    notes = [(0, 0, 0, 60, 12), (0, 0, 24, 62, 12), (0, 1, 0, 64, 12), (0, 1, 24, 65, 12)]
+    notes += [(0, 2, 12 * k, 70 + k, 12) for k in range(4)] + [(0, 2, 40, 80, 20)]
+    p = piece(notes, n_bars=3)
+    assert last_bar_ratio(p) == pytest.approx(5 / 3)
+    assert held_past_end(p) == pytest.approx(1 / 9)  # 40 + 20 > 48: past the end of bar 2
+    drums = piece([(0, 1, 47, 36, 0)], programs=(128,))
+    assert math.isnan(held_past_end(drums))  # drum hits have no length to hold
+    assert math.isnan(last_bar_ratio(piece([], n_bars=1)))
+
+
+def test_out_of_range_share_is_a_mean_over_tracks():
+    notes = [(0, 0, 0, 30, 12), (0, 0, 12, 40, 12), (0, 0, 24, 50, 12), (0, 0, 36, 60, 12)]
+    notes += [(1, 0, 0, 90, 12), (1, 0, 12, 70, 12)] + [(2, 0, 0, 60, 12)]
+    p = piece(notes, programs=(33, 0, 5))
+    ranges = {33: (28, 55), 0: (21, 80)}  # program 5 has no range: skipped
+    assert out_of_range_share(p, ranges) == pytest.approx((1 / 4 + 1 / 2) / 2)
+    assert math.isnan(out_of_range_share(p, {}))

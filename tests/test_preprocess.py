@@ -187,3 +187,33 @@ def test_sigkill_midway_then_rerun_matches_an_uninterrupted_run(clean_run, tmp_p
     for rel in killed:
         path = clean_run / rel
         assert path.is_dir() or path.read_bytes() == (tmp_path / "killed" / rel).read_bytes(), rel
+
+
+def test_meta_records_each_programs_training_pitch_range(tmp_path):
+    from meloformer.data.meta import RANGE_MIN_NOTES, pitch_ranges, read_pitch_ranges
+    from meloformer.hid.encode import vocab_for
+    from meloformer.hid.vocab import Family
+
+    hist = np.zeros((130, 128), np.int64)
+    hist[33, 40:61] = 10  # 210 notes on 40..60, one stray low note
+    hist[33, 5] = 1
+    hist[0, 60] = RANGE_MIN_NOTES - 1  # too few notes for a range
+    assert pitch_ranges(hist) == {"33": [40, 60, 211]}
+    out = tmp_path / "out"
+    run(sample_files(8), out)
+    vocab, songs = vocab_for(HIDConfig()), songs_of(out).to_pylist()
+    expected: dict[int, list[int]] = {}
+    for song in songs:
+        if song["split"] != "train":
+            continue
+        ids = np.array(song["ids"])
+        keep = vocab.family_of[ids] == Family.PITCH
+        for prog, pitch in zip(np.array(song["program"])[keep], vocab.value_of[ids[keep]],
+                               strict=True):
+            expected.setdefault(int(prog), []).append(int(pitch))
+    ranges = read_pitch_ranges(out / META_FILE)
+    assert ranges and set(ranges) == {p for p, v in expected.items() if len(v) >= 50}
+    for prog, (lo, hi) in ranges.items():
+        pitches = np.array(expected[prog])
+        assert np.mean((pitches < lo) | (pitches > hi)) <= 0.011
+        assert lo <= np.median(pitches) <= hi

@@ -3,7 +3,8 @@
 Shard k holds manifest rows [k * shard_size, (k + 1) * shard_size) in manifest order. A rerun
 skips every shard whose files carry the same ShardKey (config, codec source, vocabulary and
 input rows) and rebuilds the rest. `finalize` checks that every discovered file is either a
-song or a reject, exactly once, before it writes the totals.
+song or a reject, exactly once, before it writes the totals; before that, songs whose HID
+tokens equal an earlier song's become `duplicate` rejects (dedup.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ import pyarrow.parquet as pq
 import meloformer.hid
 from meloformer.data.atomic import atomic_path, write_json
 from meloformer.data.config import PreprocessConfig
+from meloformer.data.dedup import StaleShards, deduplicate
 from meloformer.data.manifest import read_manifest
-from meloformer.data.meta import STAT_COLUMNS, build_meta, check_accounted
+from meloformer.data.meta import (
+    STAT_COLUMNS,
+    build_meta,
+    check_accounted,
+    pitch_histogram,
+    pitch_ranges,
+)
 from meloformer.data.pool import PreprocessError, ShardPool
 from meloformer.data.progress import Progress
 from meloformer.data.shards import (
@@ -165,9 +173,11 @@ def preprocess_shards(
 
 
 def finalize(manifest_path: Path, out_dir: Path, cfg: PreprocessConfig) -> PreprocessSummary:
-    """Check every shard is complete, then write rejects.parquet and meta.json.
+    """Check every shard is complete, turn later copies of a song into `duplicate` rejects
+    (dedup.py), then write rejects.parquet and meta.json.
 
     Raises:
+        StaleShards: a dropped copy is a song again; its shard was deleted (rerun to build it).
         PreprocessError: a shard is missing or stale, or songs + rejects do not account for
             every manifest row exactly once.
     """
@@ -178,13 +188,16 @@ def finalize(manifest_path: Path, out_dir: Path, cfg: PreprocessConfig) -> Prepr
         raise PreprocessError(f"shards {stale[:10]} missing or stale in {shard_dir}: rerun")
     _remove_extra_shards(shard_dir, len(tasks))
     ids = [t.key.shard for t in tasks]
+    deduplicate(shard_dir, ids, manifest["path"].tolist())
     songs = [pq.read_table(songs_file(shard_dir, k), columns=STAT_COLUMNS) for k in ids]
     rejects = [pq.read_table(rejects_file(shard_dir, k)).replace_schema_metadata() for k in ids]
     all_rejects = pa.concat_tables(rejects or [REJECT_SCHEMA.empty_table()])
     check_accounted(manifest, songs, all_rejects)
     with atomic_path(Path(out_dir) / REJECTS_FILE) as tmp:
         pq.write_table(all_rejects, tmp, compression="zstd")
-    meta = build_meta(cfg, [t.key for t in tasks], songs, rejects, len(manifest))
+    hist = pitch_histogram([songs_file(shard_dir, k) for k in ids], Vocab(cfg.hid))
+    meta = build_meta(cfg, [t.key for t in tasks], songs, rejects, len(manifest),
+                      pitch_ranges(hist))
     write_json(Path(out_dir) / META_FILE, meta)
     totals = meta["totals"]
     return PreprocessSummary(
@@ -214,7 +227,11 @@ def preprocess(
     """
     start = time.monotonic()
     done = preprocess_shards(manifest_path, out_dir, cfg, base, None, encode, progress)
-    summary = finalize(manifest_path, out_dir, cfg)
+    try:
+        summary = finalize(manifest_path, out_dir, cfg)
+    except StaleShards:  # a dropped duplicate is a song again: its shard was deleted
+        done += preprocess_shards(manifest_path, out_dir, cfg, base, None, encode, progress)
+        summary = finalize(manifest_path, out_dir, cfg)
     return replace(
         summary,
         built=len(done),

@@ -1,7 +1,8 @@
 """Shard files: the on-disk layout of preprocessed songs (the one module that knows it).
 
     <out>/shards/shard-00000.parquet          one row per encoded song, in manifest order
-    <out>/shards/shard-00000.rejects.parquet  one row per rejected file: path, hash, error, message
+    <out>/shards/shard-00000.rejects.parquet  one row per rejected file: path, hash, error,
+                                              message, content (a `duplicate`'s token hash)
 
 Both files carry the same ShardKey in their parquet metadata. The rejects file is written
 first and the songs file last (each atomically), so a shard is complete exactly when both exist
@@ -27,7 +28,7 @@ from meloformer.hid.encoding import META_FIELDS, Encoding
 from meloformer.hid.vocab import GLOBAL_PROGRAM, Vocab
 
 SHARD_DIR = "shards"
-FORMAT = "meloformer-shard-1"
+FORMAT = "meloformer-shard-2"  # 2: token-hash `content` columns (content dedup)
 LIST_FIELDS = ("ids", *META_FIELDS)
 ROW_GROUP_SONGS = 256  # songs per parquet row group: the unit a training reader fetches
 _KEY = b"meloformer"
@@ -38,6 +39,7 @@ REJECT_SCHEMA = pa.schema(
         ("hash", pa.string()),
         ("error", pa.string()),
         ("message", pa.string()),
+        ("content", pa.string()),  # token hash of a `duplicate` reject; null for the others
     ]
 )
 
@@ -125,7 +127,8 @@ def song_schema(hid: HIDConfig) -> pa.Schema:
         ("n_tracks", pa.int16()),
         ("n_notes", pa.int32()),
     ]
-    ident = [("path", pa.string()), ("hash", pa.string()), ("split", pa.string())]
+    ident = [("path", pa.string()), ("hash", pa.string()), ("split", pa.string()),
+             ("content", pa.string())]  # content: content_hash(ids), for dedup
     return pa.schema(ident + lists + counts)
 
 
@@ -163,8 +166,14 @@ def _all_temp(shard_dir: Path) -> list[Path]:
     return sorted(Path(shard_dir).glob("shard-*.tmp"))
 
 
+def content_hash(ids: np.ndarray) -> str:
+    """Hash of a song's token ids (as little-endian int32): equal exactly for equal tokens."""
+    return hashlib.sha256(np.ascontiguousarray(ids, dtype="<i4").tobytes()).hexdigest()[:32]
+
+
 def write_rejects(shard_dir: Path, key: ShardKey, rows: Sequence[tuple[str, ...]]) -> None:
     """Atomically write a shard's rejects file: rows of (path, hash, error, message)."""
+    rows = [(*r, None) for r in rows]  # `content` is for duplicates, decided at finalize
     cols = list(zip(*rows, strict=True)) if rows else [[] for _ in REJECT_SCHEMA]
     table = pa.Table.from_arrays([pa.array(c, pa.string()) for c in cols], schema=REJECT_SCHEMA)
     with atomic_path(rejects_file(shard_dir, key.shard)) as tmp:
@@ -213,7 +222,8 @@ class SongWriter:
         if not self.rows:
             return
         paths, digests, splits, encs = zip(*self.rows, strict=True)
-        cols = {"path": pa.array(paths), "hash": pa.array(digests), "split": pa.array(splits)}
+        cols = {"path": pa.array(paths), "hash": pa.array(digests), "split": pa.array(splits),
+                "content": pa.array([content_hash(e.ids) for e in encs], pa.string())}
         for name, dtype in self.dtypes.items():
             cols[name] = _list_array([getattr(e, name) for e in encs], dtype)
         cols["n_tokens"] = pa.array([len(e.ids) for e in encs], pa.int32())

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from meloformer.data.atomic import write_json
+from meloformer.data.meta import read_pitch_ranges
+from meloformer.data.preprocess import META_FILE
 from meloformer.evaluate.loss import family_loss
-from meloformer.evaluate.metrics import SONG_METRICS, Piece
+from meloformer.evaluate.metrics import SONG_METRICS, Piece, PitchRanges, out_of_range_share
 from meloformer.evaluate.similarity import similarity_curve, similarity_error
 from meloformer.generate.output import read_sample_ids
 from meloformer.generate.run import load_trained, resolve_device
@@ -45,16 +48,16 @@ class EvaluateConfig:
 
 
 def music_metrics(real: Sequence[Score], generated: Sequence[Score], vocab: Vocab,
-                  max_distance: int) -> tuple[dict, dict]:
-    """Every song metric's mean over each set and the gap |generated - real|; the
-    similarity error; and the similarity curves.
+                  max_distance: int, ranges: PitchRanges | None = None) -> tuple[dict, dict]:
+    """Every song metric's mean over each set and the gap |generated - real| (with `ranges`,
+    the out-of-range share too); the similarity error; and the similarity curves.
 
     Returns:
         (metrics, curves): metrics = {name: {"real", "generated", "gap"}, ...,
         "similarity_error": float}; curves = {"real": [L_t], "generated": [L_t]}.
     """
     out: dict = {}
-    for name, fn in SONG_METRICS.items():
+    for name, fn in song_metrics(ranges).items():
         means = [_nanmean(fn(Piece.from_score(s, vocab)) for s in songs)
                  for songs in (real, generated)]
         out[name] = {"real": means[0], "generated": means[1], "gap": abs(means[1] - means[0])}
@@ -62,6 +65,23 @@ def music_metrics(real: Sequence[Score], generated: Sequence[Score], vocab: Voca
               "generated": similarity_curve(generated, max_distance)}
     out["similarity_error"] = similarity_error(curves["real"], curves["generated"])
     return out, {k: v.tolist() for k, v in curves.items()}
+
+
+def song_metrics(ranges: PitchRanges | None) -> dict:
+    """SONG_METRICS, plus out_of_range_share when the training pitch ranges are known."""
+    if not ranges:
+        return dict(SONG_METRICS)
+    return {**SONG_METRICS, "out_of_range_share": partial(out_of_range_share, ranges=ranges)}
+
+
+def per_sample(files: Sequence[Path], generated: Sequence[Score], vocab: Vocab,
+               ranges: PitchRanges | None) -> list[dict]:
+    """Each sample's end-of-song and range metrics (samples.json): last_bar_ratio,
+    held_past_end and, with ranges, out_of_range_share."""
+    names = ("last_bar_ratio", "held_past_end", "out_of_range_share")
+    fns = {k: v for k, v in song_metrics(ranges).items() if k in names}
+    return [{"sample": f.name, **{k: fn(Piece.from_score(s, vocab)) for k, fn in fns.items()}}
+            for f, s in zip(files, generated, strict=True)]
 
 
 def validation_songs(processed: Path, max_songs: int, seed: int = 0) -> list[Encoding]:
@@ -99,7 +119,8 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
         out: the metrics dir.
 
     Returns:
-        The metrics written to eval.json.
+        The metrics written to eval.json (per-sample end and range metrics go to
+        <out>/samples.json).
     """
     model, record = load_trained(checkpoint, resolve_device(cfg.device))
     check_corpus(record, processed)  # the checkpoint's vocabulary, never params
@@ -110,9 +131,12 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
                        cfg.batch_size)
     real = [parse_tokens(s.ids, vocab) for s in songs]
     generated = [parse_tokens(read_sample_ids(p), vocab) for p in files]
-    music, curves = music_metrics(real, generated, vocab, cfg.max_distance)
+    meta = Path(processed) / META_FILE
+    ranges = read_pitch_ranges(meta) if meta.exists() else {}
+    music, curves = music_metrics(real, generated, vocab, cfg.max_distance, ranges)
     metrics = {"loss": loss, "music": music, "n_real": len(real), "n_generated": len(generated)}
     write_json(Path(out) / "eval.json", _finite(metrics))
+    write_json(Path(out) / "samples.json", _finite(per_sample(files, generated, vocab, ranges)))
     write_plots(Path(out) / "plots", loss, curves)
     return metrics
 

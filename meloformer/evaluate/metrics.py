@@ -135,6 +135,45 @@ def note_density(piece: Piece) -> float:
     return piece.score.n_notes / beats if beats else float("nan")
 
 
+def last_bar_ratio(piece: Piece) -> float:
+    """Notes (all tracks) starting in the last bar / mean notes per bar. Near 1 for an even
+    song; a burst of notes at the end (a decoding defect) shows as a large ratio."""
+    s = piece.score
+    if s.n_notes == 0 or s.n_bars == 0:
+        return float("nan")
+    return float(np.count_nonzero(s.bar == s.n_bars - 1) / (s.n_notes / s.n_bars))
+
+
+def held_past_end(piece: Piece) -> float:
+    """Share of melodic notes still sounding after the last bar ends (onset + duration past
+    the song's length). Drum notes sound one step and are left out."""
+    pitched = piece.pitched()
+    if not pitched.any():
+        return float("nan")
+    s = piece.score
+    ends = s.onsets()[pitched] + s.dur[pitched]
+    return float(np.mean(ends > piece.length))
+
+
+PitchRanges = dict[int, tuple[int, int]]
+"""Per program (0..127, 128 drums): the (lowest, highest) pitch the training data shows for
+it (meta.json `pitch_ranges`, see meloformer.data.meta)."""
+
+
+def out_of_range_share(piece: Piece, ranges: PitchRanges) -> float:
+    """Mean over tracks of the share of each track's notes outside the pitch range of its
+    program (tracks of a program without a range are skipped; NaN if none is left)."""
+    s = piece.score
+    shares = []
+    for t, program in enumerate(s.programs):
+        pitches = s.pitch[s.track == t]
+        if program not in ranges or len(pitches) == 0:
+            continue
+        lo, hi = ranges[program]
+        shares.append(np.mean((pitches < lo) | (pitches > hi)))
+    return float(np.mean(shares)) if shares else float("nan")
+
+
 SONG_METRICS = {
     "pitch_class_entropy": pitch_class_entropy,
     "scale_consistency": scale_consistency,
@@ -142,4 +181,6 @@ SONG_METRICS = {
     "polyphony": polyphony,
     "empty_beat_rate": empty_beat_rate,
     "note_density": note_density,
+    "last_bar_ratio": last_bar_ratio,
+    "held_past_end": held_past_end,
 }

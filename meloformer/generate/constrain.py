@@ -8,6 +8,7 @@ import numpy as np
 from meloformer.generate.budget import growing, need, slack
 from meloformer.generate.conditions import Rules
 from meloformer.generate.script import Forced, Free, Script
+from meloformer.hid import grammar as g
 from meloformer.hid.grammar import GrammarState
 from meloformer.hid.vocab import EOS, Family, Vocab
 
@@ -37,6 +38,9 @@ class Controller:
         self._fresh = self._ends.copy()  # what a sealed run may start with: a new bar or an end
         self._fresh[r[F.CHORD].start : r[F.CHORD].stop] = True
         self._fresh[vocab.index["BAR"]] = True
+        self._next_bar = self._fresh & ~self._ends  # BAR and the CHORD_x that open a bar
+        self._dur_base = vocab.base(F.DURATION)  # DUR_d has id base + d - 1
+        self._bar_steps = np.asarray(vocab.bar_steps, dtype=np.int64)
 
     @property
     def done(self) -> bool:
@@ -69,6 +73,24 @@ class Controller:
             raise GenerationError(f"no legal token at {self.length}: {self.st.expected()}")
         return out
 
+    def closing(self, allowed: np.ndarray) -> np.ndarray | None:
+        """bool[V]: the tokens whose probability says "this bar ends here", when the bar
+        it ends is the last one its track may have; None while another bar may follow.
+
+        In training data the last bar of a track is closed by a track opener or EOS, every
+        other bar by BAR (or a CHORD_x that opens the next conductor bar). A model that has
+        not pinned down which bar is the last puts its "bar over" mass on BAR; where the
+        grammar or the n_bars condition forbids BAR, and where the script keeps only one of
+        the openers, masking that mass away leaves only notes. The row then writes notes at
+        later and later positions, and at the bar's last position only higher and higher
+        pitches (pitches ascend within an onset): the end-of-song burst at pitches 100-127.
+        The sampler gives this whole mass to the closing tokens still allowed instead
+        (sampling.pool_closing).
+        """
+        if allowed[self._next_bar].any() or not allowed[self._ends].any():
+            return None
+        return self._fresh
+
     def step(self, token: int) -> tuple[int, int, int, int, int]:
         """Append a token; return its (track, bar, type, pos, program)."""
         meta = self.st.step(token)
@@ -100,7 +122,18 @@ class Controller:
             m &= self._fresh
         if self.st.track == 0:
             self._conductor_rules(m)
+        elif self.st.state == g.T_PITCH:
+            self._end_by_song_end(m)
         return self._budget(m, part)
+
+    def _end_by_song_end(self, m: np.ndarray) -> None:
+        """A note's duration may not run past the end of the song's last bar (the bar count
+        is fixed once a track is open), so no sampled note sounds after the song ends."""
+        st = self.st
+        lens = self._bar_steps[np.asarray(st.ts[: st.n_bars], dtype=np.int64)]
+        left = int(lens[st.bar:].sum()) - st.pos  # grid steps from this onset to the end
+        stop = self._dur_base + max(left, 1)  # DUR_1 stays: a note needs a duration
+        m[stop : self.vocab.ranges[F.DURATION].stop] = False
 
     def _conductor_rules(self, m: np.ndarray) -> None:
         st, rules, r = self.st, self.rules, self.vocab.ranges

@@ -14,7 +14,7 @@ from meloformer.generate.cache import DecodeCache
 from meloformer.generate.conditions import Conditions, resolve
 from meloformer.generate.constrain import Controller, GenerationError
 from meloformer.generate.rows import CellTracker, build_rows
-from meloformer.generate.sampling import SamplingConfig, sample
+from meloformer.generate.sampling import SamplingConfig, pool_closing, sample
 from meloformer.generate.script import Script, prompt_tokens
 from meloformer.generate.step import extend, run_rows
 from meloformer.hid.encoding import Encoding
@@ -144,6 +144,7 @@ def _loop(source: LogitSource, rows: list[Controller], prompt: tuple[int, ...],
     logits = source.prefill(np.array(ids), np.array(metas))
     while not all(c.done for c in rows):
         allowed = np.stack([_eos_only(c) if c.done else c.mask() for c in rows])
+        logits = _pool_closing(logits, rows, allowed)
         tokens = sample(logits, torch.from_numpy(allowed).to(device), cfg, gen).tolist()
         for b, c in enumerate(rows):
             if c.done:  # a finished row repeats EOS's metadata; nothing is recorded
@@ -157,6 +158,20 @@ def _loop(source: LogitSource, rows: list[Controller], prompt: tuple[int, ...],
         logits = source.decode_one_token(np.array(tokens)[:, None], step_meta)
     return [_as_song(np.array(i), np.array(m), c)
             for i, m, c in zip(ids, metas, rows, strict=True)]
+
+
+def _pool_closing(logits: torch.Tensor, rows: list[Controller],
+                  allowed: np.ndarray) -> torch.Tensor:
+    """Rows whose bar must close its track get the model's whole "bar over" mass on their
+    allowed closing tokens (Controller.closing, sampling.pool_closing)."""
+    sources = [None if c.done else c.closing(a) for c, a in zip(rows, allowed, strict=True)]
+    if all(s is None for s in sources):
+        return logits
+    src = np.stack([np.zeros_like(a) if s is None else s for s, a in
+                    zip(sources, allowed, strict=True)])
+    dst = src & allowed
+    device = logits.device
+    return pool_closing(logits, torch.from_numpy(src).to(device), torch.from_numpy(dst).to(device))
 
 
 def _summary_slots(model: MeloFormer, max_tokens: int) -> int:

@@ -45,6 +45,31 @@ def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     return logits.softmax(dim=-1)
 
 
+def pool_closing(logits: torch.Tensor, sources: torch.Tensor,
+                 targets: torch.Tensor) -> torch.Tensor:
+    """Give the probability of `sources` to `targets`, in proportion to the targets' own.
+
+    Used where a bar must close its track (Controller.closing): the model's mass on every
+    way of ending the bar (BAR, CHORD_x, any opener, EOS) goes to the closing tokens the
+    constraints allow, rather than being masked away.
+
+    Args:
+        logits: (B, V).
+        sources: (B, V) bool, the tokens whose mass is pooled (targets included).
+        targets: (B, V) bool, the tokens that receive it; rows with none are unchanged.
+
+    Returns:
+        (B, V) logits; only target entries change, each raised by
+        logsumexp(sources) - logsumexp(targets) of its row.
+    """
+    logits = logits.float()
+    neg = float("-inf")
+    pooled = logits.masked_fill(~(sources | targets), neg).logsumexp(-1, keepdim=True)
+    own = logits.masked_fill(~targets, neg).logsumexp(-1, keepdim=True)
+    shift = torch.where(targets.any(-1, keepdim=True) & torch.isfinite(own), pooled - own, 0.0)
+    return torch.where(targets, logits + shift, logits)
+
+
 def sample(
     logits: torch.Tensor, allowed: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator
 ) -> torch.Tensor:

@@ -1,0 +1,596 @@
+"""Quality at equal compute: bits per note of MeloFormer against HID + dense and REMI + dense.
+
+    python bench/quality.py [--out runs/quality] [--steps 150] [--seeds 1337 7] [--json OUT]
+                            [--eval-dir DIR] [--quick]
+
+Three models of one size (`small`), trained here by one loop with the same optimizer (AdamW,
+weight decay 0.1 on matrices, clip 1.0), schedule (20 warm-up steps, then a constant 1e-3, so
+any point of a curve is a finished run of that length), batch (2 rows x 1024 tokens, the `cpu`
+preset) and data order (per step the same songs and the same start bar for every model):
+
+    (a) hid-sparse  HID + the shipped sparse rules (SDPA executor of the mask on CPU)
+    (b) hid-dense   HID + plain causal attention
+    (c) remi-dense  MidiTok REMI (programs, tempos, time signatures: bench/tokenize.py's
+                    configuration) + the same transformer, plain causal attention
+
+The corpus (default ../shared/data/midi-dev) is split as discover splits it; songs whose HID
+token sequences are identical count once (the first by path keeps its split). A file either
+codec rejects is left out for all three. Scoring: each val song's first K bars, K the most that
+fit in 1024 tokens under *both* tokenisations, so every model reads the same music.
+**Bits per note** = the window's summed next-token NLL (bits) / the notes in it (HID's count,
+the same number for every model), summed over songs before dividing. Per-family figures are
+bits per note too, so they add up to the total.
+
+Two columns. Equal steps: every model at --steps. Equal time: the per-step times of the three
+are measured side by side in one process (single steps interleaved, 10 rounds, median), and
+each model is read at the step where it has spent what (a) spends in --steps; a model faster
+than (a) trains on to that step.
+Each (model, seed) run keeps a checkpoint and its curve under --out; a rerun continues it.
+A process uses one torch thread; on 2 cores run the seeds as two processes on one --out (the
+first writes step_times.json, start the second after it), each with --json, then
+`--merge A.json B.json` prints the one table.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Python put bench/ first on sys.path; move it last so a bench script's name (tokenize.py)
+# cannot shadow a standard-library module.
+sys.path.append(sys.path.pop(0))
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from common import CORPUS, REPO, SAMPLE, print_table, write_json  # noqa: E402
+
+from meloformer.data.config import DiscoverConfig  # noqa: E402
+from meloformer.data.discover import find_midi  # noqa: E402
+from meloformer.hid import HIDConfig  # noqa: E402
+from meloformer.hid.encode import encode_bytes, vocab_for  # noqa: E402
+from meloformer.hid.encoding import Encoding  # noqa: E402
+from meloformer.hid.errors import HIDError  # noqa: E402
+from meloformer.hid.vocab import BOS, Family  # noqa: E402
+from meloformer.model.batch import IGNORE, Batch  # noqa: E402
+from meloformer.model.config import ModelConfig  # noqa: E402
+from meloformer.model.transformer import MeloFormer  # noqa: E402
+from meloformer.train.config import TrainConfig  # noqa: E402
+from meloformer.train.optim import build_optimizer  # noqa: E402
+
+MODELS = {  # name -> (tokenisation, ModelConfig.attention)
+    "hid-sparse": ("hid", "auto"),
+    "hid-dense": ("hid", "dense"),
+    "remi-dense": ("remi", "dense"),
+}
+BASE = "hid-sparse"
+RUN_ORDER = ("hid-sparse", "remi-dense", "hid-dense")  # (a) vs (c) first if time runs out
+REMI_FAMILIES = ("Special", "Bar", "Position", "Pitch", "Velocity", "Duration", "Program",
+                 "Tempo", "TimeSig", "Other")
+LN2 = math.log(2)
+
+
+# ---------------------------------------------------------------- REMI as an Encoding
+
+
+def remi_tokenizer():
+    """MidiTok REMI as bench/tokenize.py configures it (programs, tempos, time signatures)."""
+    import miditok
+
+    config = miditok.TokenizerConfig(use_programs=True, one_token_stream_for_programs=True,
+                                     use_tempos=True, use_time_signatures=True)
+    return miditok.REMI(config)
+
+
+@dataclass(frozen=True)
+class RemiTables:
+    """Per REMI id: family index (REMI_FAMILIES), bar flag, position value (-1: none),
+    program (-1: none; drums 128), note flag. BOS/EOS ids of the tokenizer."""
+
+    family: np.ndarray
+    is_bar: np.ndarray
+    position: np.ndarray
+    program: np.ndarray
+    is_note: np.ndarray
+    bos: int
+    eos: int
+
+    @classmethod
+    def of(cls, tok) -> RemiTables:
+        names = [tok[i] for i in range(len(tok))]
+        kind = [n.split("_", 1)[0] for n in names]
+        value = [n.split("_", 1)[1] if "_" in n else "" for n in names]
+        fam = {"PAD": 0, "BOS": 0, "EOS": 0, "MASK": 0, "PitchDrum": 3}
+        family = np.array([fam.get(k, REMI_FAMILIES.index(k) if k in REMI_FAMILIES else 9)
+                           for k in kind], dtype=np.int64)
+        pairs = list(zip(kind, value, strict=True))
+        position = np.array([int(v) if k == "Position" else -1 for k, v in pairs])
+        program = np.array([(128 if int(v) < 0 else int(v)) if k == "Program" else -1
+                            for k, v in pairs])
+        return cls(family, np.array([k == "Bar" for k in kind]), position, program,
+                   np.array([k in ("Pitch", "PitchDrum") for k in kind]),
+                   names.index("BOS_None"), names.index("EOS_None"))
+
+
+def remi_encoding(ids: np.ndarray, t: RemiTables) -> Encoding:
+    """REMI ids (BOS/EOS added) with metadata the transformer can read: bar = Bar tokens
+    so far, pos = the last Position in the bar, program = the last Program token (129 before
+    any), track 0, type 0. Each is a function of the prefix, as HID's metadata is."""
+    ids = np.concatenate([[t.bos], ids, [t.eos]]).astype(np.int64)
+    bar = np.maximum(np.cumsum(t.is_bar[ids]) - 1, 0)
+    n = np.arange(len(ids))
+    pos_at = np.where(t.is_bar[ids] | (t.position[ids] >= 0), n, -1)
+    last = np.maximum.accumulate(pos_at)
+    pos = np.where(last >= 0, np.maximum(t.position[ids[np.maximum(last, 0)]], 0), 0)
+    prog_at = np.maximum.accumulate(np.where(t.program[ids] >= 0, n, -1))
+    program = np.where(prog_at >= 0, t.program[ids[np.maximum(prog_at, 0)]], 129)
+    zeros = np.zeros_like(ids)
+    return Encoding(ids, zeros, bar, zeros.copy(), pos, program, int(bar.max()) + 1, 1,
+                    int(t.is_note[ids].sum()))
+
+
+# ---------------------------------------------------------------- corpus
+
+
+@dataclass(frozen=True)
+class Song:
+    path: str
+    split: str
+    hid: Encoding
+    remi: Encoding
+
+
+def load_corpus(root: Path, max_files: int | None = None) -> tuple[dict[str, list[Song]], dict]:
+    """Encode every file both ways; splits from discover; identical HID content counted once.
+
+    Returns:
+        ({split: [Song]}, counts of files, rejects and content duplicates).
+    """
+    manifest, _ = find_midi([root], DiscoverConfig(), root)
+    if max_files:
+        manifest = manifest.iloc[:max_files]
+    tok, cfg = remi_tokenizer(), HIDConfig()
+    tables = RemiTables.of(tok)
+    import symusic
+
+    splits: dict[str, list[Song]] = {"train": [], "val": [], "test": []}
+    seen: set[str] = set()
+    counts = {"files": len(manifest), "rejected": 0, "duplicates": 0}
+    for path, split in zip(manifest["path"], manifest["split"], strict=True):
+        data = (root / path).read_bytes()
+        try:
+            hid = encode_bytes(data, cfg, path)
+            seq = tok.encode(symusic.Score.from_midi(data))
+        except (HIDError, Exception):  # noqa: BLE001 - either codec's failure leaves the file out
+            counts["rejected"] += 1
+            continue
+        seq = seq[0] if isinstance(seq, list) else seq
+        if len(seq.ids) == 0 or hid.n_notes == 0:
+            counts["rejected"] += 1
+            continue
+        key = hashlib.sha256(np.asarray(hid.ids, np.int64).tobytes()).hexdigest()
+        if key in seen:
+            counts["duplicates"] += 1
+            continue
+        seen.add(key)
+        splits[split].append(Song(path, split, hid, remi_encoding(np.asarray(seq.ids), tables)))
+    counts.update({k: len(v) for k, v in splits.items()})
+    return splits, counts
+
+
+# ---------------------------------------------------------------- bar windows
+
+
+def header_mask(enc: Encoding) -> np.ndarray:
+    """Tokens outside every bar: BOS and HID's track-opening tokens (REMI: BOS only)."""
+    return (enc.ids == BOS) | ((enc.type == Family.TRACK) & (enc.track > 0))
+
+
+def bar_tokens(enc: Encoding) -> np.ndarray:
+    """Tokens per bar (header excluded), [n_bars]."""
+    return np.bincount(enc.bar[~header_mask(enc)], minlength=enc.n_bars)
+
+
+def take_bars(enc: Encoding, b0: int, b1: int) -> Encoding:
+    """The header plus bars [b0, b1) of every track, in stream order."""
+    keep = header_mask(enc) | ((enc.bar >= b0) & (enc.bar < b1))
+    meta = {n: getattr(enc, n)[keep] for n in ("ids", "track", "bar", "type", "pos", "program")}
+    return Encoding(**meta, n_bars=enc.n_bars, n_tracks=enc.n_tracks, n_notes=enc.n_notes)
+
+
+def bar_window(per_bar: np.ndarray, budget: int, start: int) -> tuple[int, int]:
+    """Bars [b0, b1) from `start` forward while they fit in `budget` tokens, then backward."""
+    b1, used = start, 0
+    while b1 < len(per_bar) and used + per_bar[b1] <= budget:
+        used, b1 = used + per_bar[b1], b1 + 1
+    b0 = start
+    while b0 > 0 and used + per_bar[b0 - 1] <= budget:
+        used, b0 = used + per_bar[b0 - 1], b0 - 1
+    return b0, b1
+
+
+def train_crop(enc: Encoding, length: int, u: float) -> Encoding:
+    """A window of whole bars within `length` tokens starting at bar floor(u * n_bars)."""
+    per_bar = bar_tokens(enc)
+    budget = length - int(header_mask(enc).sum())
+    start = min(int(u * len(per_bar)), len(per_bar) - 1)
+    b0, b1 = bar_window(per_bar, budget, start)
+    if b1 == b0:  # one bar longer than the row: its first tokens
+        return _head(take_bars(enc, start, start + 1), length)
+    return take_bars(enc, b0, b1)
+
+
+def _head(enc: Encoding, length: int) -> Encoding:
+    meta = {n: getattr(enc, n)[:length] for n in ("ids", "track", "bar", "type", "pos", "program")}
+    return Encoding(**meta, n_bars=enc.n_bars, n_tracks=enc.n_tracks, n_notes=enc.n_notes)
+
+
+@dataclass(frozen=True)
+class EvalSong:
+    """One scored window: the same first K bars in both tokenisations, and its notes (HID)."""
+
+    path: str
+    hid: Encoding
+    remi: Encoding
+    notes: int
+
+
+def eval_windows(songs: list[Song], length: int) -> list[EvalSong]:
+    """Each song's first K bars, K the most that fit in `length` under both codecs."""
+    out = []
+    for s in songs:
+        k = min(_bars_fitting(s.hid, length), _bars_fitting(s.remi, length))
+        if k == 0:
+            continue
+        hid = take_bars(s.hid, 0, k)
+        notes = int((hid.type == Family.PITCH).sum())
+        if notes:
+            out.append(EvalSong(s.path, hid, take_bars(s.remi, 0, k), notes))
+    return out
+
+
+def _bars_fitting(enc: Encoding, length: int) -> int:
+    budget = length - int(header_mask(enc).sum())
+    return int(np.searchsorted(np.cumsum(bar_tokens(enc)), budget, side="right"))
+
+
+# ---------------------------------------------------------------- models, training
+
+
+def build_model(name: str, vocab_size: int, size: str, seed: int) -> MeloFormer:
+    torch.manual_seed(seed)
+    return MeloFormer(ModelConfig.from_name(size, attention=MODELS[name][1],
+                                            vocab_size=vocab_size))
+
+
+def step_batch(songs: list[Song], kind: str, step: int, seed: int, rows: int,
+               length: int) -> Batch:
+    """Step `step`'s batch: the same songs and start bars for every model of a seed."""
+    rng = np.random.default_rng([seed, step])
+    picks = rng.choice(len(songs), size=rows, replace=False)
+    starts = rng.random(rows)
+    crops = [[train_crop(getattr(songs[i], kind), length, float(u))]
+             for i, u in zip(picks, starts, strict=True)]
+    return Batch.from_encodings(crops, length=length)
+
+
+def lr_at(step: int, peak: float, warmup: int) -> float:
+    """Linear warm-up, then constant: every curve point is a finished run of that length."""
+    return peak * min(1.0, (step + 1) / warmup)
+
+
+def train_step(model, opt, batch: Batch, lr: float, clip: float) -> float:
+    for group in opt.param_groups:
+        group["lr"] = lr
+    model.train()
+    loss = model.loss(batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    return float(loss.detach())
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def score(model: MeloFormer, windows: list[Encoding], notes: list[int], family_of: np.ndarray,
+          n_families: int, batch_size: int = 4) -> dict:
+    """Bits per note and per token over the windows, and bits per note by target family.
+
+    Args:
+        windows: one Encoding per song (fits the model); notes: its note count.
+        family_of: token id -> family index < n_families.
+    """
+    model.eval()
+    total_bits, total_tokens = 0.0, 0
+    fam_bits = np.zeros(n_families)
+    for i in range(0, len(windows), batch_size):
+        batch = Batch.from_encodings([[w] for w in windows[i : i + batch_size]])
+        with torch.no_grad():
+            logits = model(batch).float()
+        nll = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(),
+                              ignore_index=IGNORE, reduction="none")
+        keep = batch.targets.flatten() != IGNORE
+        bits = nll[keep].double().numpy() / LN2
+        fam = family_of[batch.targets.flatten()[keep].numpy()]
+        fam_bits += np.bincount(fam, weights=bits, minlength=n_families)
+        total_bits += float(bits.sum())
+        total_tokens += int(keep.sum())
+    n = sum(notes)
+    return {"bits_per_note": total_bits / n, "bits_per_token": total_bits / total_tokens,
+            "notes": n, "tokens": total_tokens, "family_bits_per_note": (fam_bits / n).tolist()}
+
+
+# ---------------------------------------------------------------- the bench
+
+
+class Bench:
+    """Corpus, eval windows and settings shared by every run."""
+
+    def __init__(self, args) -> None:
+        self.args = args
+        self.out = Path(args.out)
+        root = Path(args.corpus)
+        self.splits, self.counts = load_corpus(root, args.max_files)
+        self.train = self.splits["train"]
+        self.hid_vocab = vocab_for(HIDConfig())
+        self.remi_tables = RemiTables.of(remi_tokenizer())
+        self.vocab = {"hid": len(self.hid_vocab), "remi": len(self.remi_tables.family)}
+        hid_family = self.hid_vocab.family_of.astype(np.int64)
+        self.family = {"hid": (hid_family, [f.name for f in Family]),
+                       "remi": (self.remi_tables.family, list(REMI_FAMILIES))}
+        if args.eval_dir:
+            ev, _ = load_corpus(Path(args.eval_dir))
+            self.eval_songs = ev["train"] + ev["val"] + ev["test"]
+        else:
+            self.eval_songs = self.splits["val"]
+        self.windows = eval_windows(self.eval_songs[: args.max_eval], args.length)
+        if not self.train or not self.windows:
+            raise SystemExit(f"quality: no train songs or no val window ({self.counts})")
+
+    def batch(self, name: str, step: int, seed: int) -> Batch:
+        return step_batch(self.train, MODELS[name][0], step, seed, self.args.rows,
+                          self.args.length)
+
+    def model(self, name: str, seed: int) -> MeloFormer:
+        return build_model(name, self.vocab[MODELS[name][0]], self.args.size, seed)
+
+    def optimizer(self, model):
+        return build_optimizer(model, TrainConfig(learning_rate=self.args.lr))
+
+    def step_times(self) -> dict[str, float]:
+        """Seconds per optimizer step of each model: single steps interleaved model by model
+        for --time-rounds rounds (the machine is shared: a slow spell hits the models of a
+        round alike), then the median per model. Written once; a rerun reuses it."""
+        path = self.out / "step_times.json"
+        if path.exists():
+            return json.loads(path.read_text())["median"]
+        runs = {n: (m := self.model(n, 0), self.optimizer(m)) for n in MODELS}
+        times: dict[str, list[float]] = {n: [] for n in MODELS}
+        for r in range(self.args.time_rounds + 1):
+            for name, (model, opt) in runs.items():
+                batch = self.batch(name, 10_000 + r, 0)
+                t0 = time.perf_counter()
+                train_step(model, opt, batch, self.args.lr, 1.0)
+                if r:  # round 0 warms up
+                    times[name].append(time.perf_counter() - t0)
+        result = {n: statistics.median(v) for n, v in times.items()}
+        write_json(path, {"median": result, "rounds": times})
+        return result
+
+    def run(self, name: str, seed: int, stop: int, evals: set[int], keep: set[int]) -> list:
+        """Train (name, seed) to `stop` steps, scoring at `evals`; resumes from last.pt.
+
+        Returns the curve: [{"step", "seconds", "bits_per_note", ...}] sorted by step.
+        """
+        run_dir = self.out / f"{name}-s{seed}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        model, start, curve = self.model(name, seed), 0, []
+        opt = self.optimizer(model)
+        last = run_dir / "last.pt"
+        if last.exists():
+            state = torch.load(last, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            start = int(state["step"])
+            curve = json.loads((run_dir / "curve.json").read_text())
+        train_s = curve[-1]["train_seconds"] if curve else 0.0
+        for step in range(start, stop):
+            t0 = time.perf_counter()
+            loss = train_step(model, opt, self.batch(name, step, seed),
+                              lr_at(step, self.args.lr, self.args.warmup), 1.0)
+            train_s += time.perf_counter() - t0
+            done = step + 1
+            if done % 50 == 0:
+                print(f"  {name} s{seed} step {done}/{stop} loss {loss:.3f}", flush=True)
+            if done in evals or done == stop:
+                point = {"step": done, "train_seconds": train_s, **self.evaluate(model, name)}
+                curve.append(point)
+                self._save(run_dir, model, opt, done, curve, keep)
+        return curve
+
+    def evaluate(self, model: MeloFormer, name: str) -> dict:
+        kind = MODELS[name][0]
+        family_of, names = self.family[kind]
+        windows = [getattr(w, kind) for w in self.windows]
+        result = score(model, windows, [w.notes for w in self.windows], family_of, len(names))
+        result["family_bits_per_note"] = {
+            n: b for n, b in zip(names, result["family_bits_per_note"], strict=True) if b > 0}
+        return result
+
+    def _save(self, run_dir: Path, model, opt, step: int, curve: list, keep: set[int]) -> None:
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}
+        tmp = run_dir / "last.pt.tmp"
+        torch.save(state, tmp)
+        if step in keep:
+            torch.save({"model": model.state_dict(), "step": step}, run_dir / f"step-{step}.pt")
+        write_json(run_dir / "curve.json", curve)  # curve before last.pt: a crash between
+        os.replace(tmp, run_dir / "last.pt")  # the two replays one segment, never skips one
+
+
+def schedule(steps: int, times: dict[str, float], n_evals: int) -> dict[str, dict]:
+    """Per model: the equal-time step, the step to train to, and the steps scored."""
+    out = {}
+    for name, t in times.items():
+        eq_time = max(1, round(steps * times[BASE] / t))
+        stop = max(steps, eq_time)
+        every = max(1, steps // n_evals)
+        evals = set(range(every, stop + 1, every)) | {steps, eq_time}
+        out[name] = {"eq_time": eq_time, "stop": stop, "evals": evals}
+    return out
+
+
+def at(curve: list, step: int) -> dict:
+    return next(p for p in curve if p["step"] == step)
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(curves: dict, plan: dict, times: dict, steps: int, params: dict) -> list[dict]:
+    """One row per model: equal-steps and equal-time bits/note (mean, sd over seeds)."""
+    rows = []
+    for name in MODELS:
+        eq = [at(c, steps) for c in curves[name].values()]
+        tm = [at(c, plan[name]["eq_time"]) for c in curves[name].values()]
+        bpn, sd = mean_sd([p["bits_per_note"] for p in eq])
+        bpn_t, sd_t = mean_sd([p["bits_per_note"] for p in tm])
+        rows.append({
+            "model": name, "params_M": params[name] / 1e6, "s_per_step": times[name],
+            "steps": steps, "bits/note": bpn, "sd": sd,
+            "bits/token": statistics.fmean(p["bits_per_token"] for p in eq),
+            "time_steps": plan[name]["eq_time"], "bits/note@time": bpn_t, "sd@time": sd_t,
+        })
+    base = rows[0]
+    for r in rows:
+        r["vs_a_steps_%"] = 100 * (r["bits/note"] / base["bits/note"] - 1)
+        r["vs_a_time_%"] = 100 * (r["bits/note@time"] / base["bits/note@time"] - 1)
+    return rows
+
+
+def family_rows(curves: dict, steps: int) -> list[dict]:
+    """Bits per note by target family at equal steps, mean over seeds."""
+    rows = []
+    for name in MODELS:
+        points = [at(c, steps)["family_bits_per_note"] for c in curves[name].values()]
+        for fam in points[0]:
+            rows.append({"model": name, "family": fam,
+                         "bits/note": statistics.fmean(p.get(fam, 0.0) for p in points)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", default=str(CORPUS), help="MIDI folder (train/val by discover)")
+    ap.add_argument("--out", default=str(REPO / "runs" / "quality"), help="runs + checkpoints")
+    ap.add_argument("--steps", type=int, default=150, help="(a)'s optimizer steps")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1337, 7])
+    ap.add_argument("--size", default="small")
+    ap.add_argument("--length", type=int, default=1024, help="row length (train and eval)")
+    ap.add_argument("--rows", type=int, default=2, help="rows per batch")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--evals", type=int, default=2, help="scored points up to --steps")
+    ap.add_argument("--max-eval", type=int, default=64, help="val songs scored")
+    ap.add_argument("--max-files", type=int, default=None, help="first N corpus files only")
+    ap.add_argument("--time-rounds", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of this process")
+    ap.add_argument("--eval-dir", help="score the trained runs on this MIDI folder instead")
+    ap.add_argument("--json", help="also write the table and curves here")
+    ap.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tests)")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="print one table from the --json files of per-seed processes")
+    args = ap.parse_args()
+    if args.merge:
+        merge(args.merge, args.json)
+        return
+    if args.quick:
+        args.corpus, args.steps, args.length, args.evals = str(SAMPLE), 4, 256, 2
+        args.max_eval, args.time_rounds, args.warmup = 4, 2, 2
+    # One thread per process: on a shared 2-core machine two threads stall each other under
+    # load (measured 3.5-5 s vs 2 s a step); run seeds as parallel processes instead.
+    torch.set_num_threads(args.threads)
+    bench = Bench(args)
+    times = bench.step_times()
+    plan = schedule(args.steps, times, args.evals)
+    keep_steps = {args.steps} | {p["eq_time"] for p in plan.values()}
+    print(f"corpus {args.corpus}: {bench.counts}; scored: {len(bench.windows)} songs, "
+          f"{sum(w.notes for w in bench.windows)} notes", flush=True)
+    curves: dict[str, dict[int, list]] = {n: {} for n in MODELS}
+    for seed in args.seeds:
+        for name in RUN_ORDER:
+            p = plan[name]
+            if args.eval_dir:
+                curves[name][seed] = eval_dir_curve(bench, name, seed, sorted(keep_steps))
+            else:
+                curves[name][seed] = bench.run(name, seed, p["stop"], p["evals"], keep_steps)
+    remi_notes = sum(int(bench.remi_tables.is_note[w.remi.ids].sum()) for w in bench.windows)
+    result = {
+        "bench": "quality", "counts": bench.counts,
+        "settings": {k: v for k, v in vars(args).items()}, "step_times": times,
+        "plan": {n: {"eq_time": p["eq_time"], "stop": p["stop"]} for n, p in plan.items()},
+        "params": {n: bench.model(n, 0).num_params() for n in MODELS},
+        "scored": {"songs": len(bench.windows), "notes": sum(w.notes for w in bench.windows),
+                   "remi_notes": remi_notes},
+        "curves": {n: {str(s): c for s, c in v.items()} for n, v in curves.items()},
+    }
+    report(result, args.json)
+
+
+def report(result: dict, json_path: str | None) -> None:
+    """Print the table (and write it with the curves to json_path)."""
+    a, curves = result["settings"], result["curves"]
+    steps, times, plan = a["steps"], result["step_times"], result["plan"]
+    rows = summarize(curves, plan, times, steps, result["params"])
+    fams = family_rows(curves, steps)
+    sc = result["scored"]
+    seeds = sorted({int(s) for c in curves.values() for s in c})
+    print(f"{a['size']}, batch {a['rows']}x{a['length']} tokens, lr {a['lr']} constant after "
+          f"{a['warmup']} warm-up steps, seeds {seeds}; equal time = (a)'s {steps} "
+          f"steps x {times[BASE]:.2f} s; scored on {a['eval_dir'] or 'val'}: {sc['songs']} "
+          f"songs, {sc['notes']} notes (REMI windows hold {sc['remi_notes'] / sc['notes']:.3f}x "
+          f"as many)")
+    print_table(rows, ["model", "params_M", "s_per_step", "steps", "bits/note", "sd",
+                       "bits/token", "vs_a_steps_%", "time_steps", "bits/note@time",
+                       "sd@time", "vs_a_time_%"])
+    print(f"\nbits per note by target family at {steps} steps (mean over seeds)")
+    print_table(fams, ["model", "family", "bits/note"])
+    if json_path:
+        write_json(json_path, {**result, "rows": rows, "families": fams})
+
+
+def merge(paths: list[str], json_path: str | None) -> None:
+    """One table from the JSONs of runs that trained the seeds in separate processes."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    result = dict(parts[0])
+    result["curves"] = {n: {s: c for part in parts for s, c in part["curves"][n].items()}
+                        for n in MODELS}
+    report(result, json_path)
+
+
+def eval_dir_curve(bench: Bench, name: str, seed: int, steps: list[int]) -> list:
+    """Score the saved step-N checkpoints of a finished run on --eval-dir's songs."""
+    curve = []
+    for step in steps:
+        path = bench.out / f"{name}-s{seed}" / f"step-{step}.pt"
+        if not path.exists():
+            continue
+        model = bench.model(name, seed)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        curve.append({"step": step, **bench.evaluate(model, name)})
+    return curve
+
+
+if __name__ == "__main__":
+    main()

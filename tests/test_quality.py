@@ -1,0 +1,88 @@
+"""bench/quality.py: the three-model quality bench end to end (--quick) and its scoring unit,
+bits per note, on a hand-built two-song case."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, run_cmd
+
+from meloformer.hid.encoding import Encoding
+
+pytest.importorskip("miditok", reason="bench extra not installed")
+sys.path.insert(0, str(REPO / "bench"))
+import quality  # noqa: E402
+
+sys.path.remove(str(REPO / "bench"))
+
+# Next-token probabilities 1/2, 1/4, 1/8, 1/8 for ids 0..3: NLL of 1, 2, 3, 3 bits.
+PROBS = torch.tensor([0.5, 0.25, 0.125, 0.125])
+
+
+class FixedModel(torch.nn.Module):
+    """Predicts PROBS after every token (a stand-in model with hand-checkable losses)."""
+
+    def forward(self, batch):
+        B, T = batch.shape
+        return PROBS.log().expand(B, T, 4).clone()
+
+
+def song(ids: list[int]) -> Encoding:
+    n = len(ids)
+    zeros = np.zeros(n, np.int64)
+    return Encoding(np.array(ids), zeros, zeros, zeros, zeros, zeros, 1, 1, 0)
+
+
+def test_bits_per_note_of_two_songs_is_the_hand_computation():
+    a, b = song([1, 0, 2]), song([1, 3, 1, 0])  # targets: 0, 2 | 3, 1, 0
+    bits_a, bits_b = 1 + 3, 3 + 2 + 1
+    notes = [1, 3]
+    family_of = np.array([0, 1, 1, 2])  # id 0 -> family 0, ids 1-2 -> 1, id 3 -> 2
+    out = quality.score(FixedModel(), [a, b], notes, family_of, 3, batch_size=1)
+    assert out["bits_per_note"] == pytest.approx((bits_a + bits_b) / 4)
+    assert out["bits_per_token"] == pytest.approx((bits_a + bits_b) / 5)
+    # By target family: id 0 twice (1 bit each), ids 1/2 (2 + 3 bits), id 3 (3 bits).
+    assert out["family_bits_per_note"] == pytest.approx([2 / 4, 5 / 4, 3 / 4])
+    assert sum(out["family_bits_per_note"]) == pytest.approx(out["bits_per_note"])
+    both = quality.score(FixedModel(), [a, b], notes, family_of, 3, batch_size=2)
+    assert both["bits_per_note"] == pytest.approx(out["bits_per_note"])  # padding ignored
+
+
+def test_eval_windows_hold_the_same_bars_in_both_tokenisations():
+    from meloformer.hid.encode import encode_file
+
+    path = next(iter(sorted((REPO / "data" / "raw" / "sample").rglob("*.mid"))))
+    tok = quality.remi_tokenizer()
+    tables = quality.RemiTables.of(tok)
+    import symusic
+
+    seq = tok.encode(symusic.Score(str(path)))
+    seq = seq[0] if isinstance(seq, list) else seq
+    s = quality.Song(str(path), "val", encode_file(path), quality.remi_encoding(
+        np.asarray(seq.ids), tables))
+    (w,) = quality.eval_windows([s], 256)
+    assert len(w.hid) <= 256 and len(w.remi) <= 256
+    hid_bars = set(w.hid.bar[~quality.header_mask(w.hid)].tolist())
+    remi_bars = set(w.remi.bar.tolist())
+    assert hid_bars == remi_bars == set(range(max(hid_bars) + 1))
+    assert w.notes == int(tables.is_note[w.remi.ids].sum())  # same notes in the same bars
+
+
+def test_quick_trains_and_scores_all_three_models(tmp_path):
+    out = tmp_path / "q.json"
+    text = run_cmd([sys.executable, "bench/quality.py", "--quick", "--out", str(tmp_path),
+                    "--json", str(out)], REPO, None)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["model"] for r in rows] == list(quality.MODELS)
+    for r in rows:
+        assert math.isfinite(r["bits/note"]) and r["bits/note"] > 0
+        assert r["steps"] == 4 and r["time_steps"] >= 1
+    assert "bits/note@time" in text
+    again = run_cmd([sys.executable, "bench/quality.py", "--quick", "--out", str(tmp_path)],
+                    REPO, None)  # every run is finished: nothing trains, the table is the same
+    assert again.splitlines()[2:6] == text.splitlines()[2:6]
