@@ -97,3 +97,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A one-layer untrained model's checkpoint (default vocabulary), for the generate CLI."""
+    import torch
+
+    from meloformer.model import MeloFormer, ModelConfig
+    from meloformer.train.checkpoint import model_config_dict, save_checkpoint
+
+    torch.manual_seed(0)
+    model = MeloFormer(ModelConfig(n_layer=1, n_embd=64, n_head=4, n_kv_head=2))
+    path = tmp_path_factory.mktemp("ckpt") / "last.pt"
+    save_checkpoint(path, {"model": model.state_dict(),
+                           "model_config": model_config_dict(model.cfg), "step": 0})
+    return path

@@ -12,13 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import REPO
 
 from meloformer.generate.constrain import Controller, GenerationError
 from meloformer.generate.run import GenerateConfig, run_generate
-from meloformer.model import MeloFormer, ModelConfig
-from meloformer.train.checkpoint import model_config_dict, save_checkpoint
 
 SAMPLE = REPO / "data" / "raw" / "sample"
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,13 +26,8 @@ class _FirstCheckPassed(Exception):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = MeloFormer(ModelConfig(n_layer=1, n_embd=64, n_head=4, n_kv_head=2))
-    path = tmp_path_factory.mktemp("ckpt") / "last.pt"
-    save_checkpoint(path, {"model": model.state_dict(),
-                           "model_config": model_config_dict(model.cfg), "step": 0})
-    return path
+def checkpoint(tiny_checkpoint: Path) -> Path:
+    return tiny_checkpoint
 
 
 def _refused(checkpoint: Path, out: Path, max_tokens: int | None) -> list[str]:

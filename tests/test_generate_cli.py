@@ -15,8 +15,6 @@ from meloformer.generate.script import first_bars
 from meloformer.hid import HIDConfig
 from meloformer.hid.decode import decode, parse_tokens
 from meloformer.hid.encode import encode_file, vocab_for
-from meloformer.model import MeloFormer, ModelConfig
-from meloformer.train.checkpoint import model_config_dict, save_checkpoint
 
 VOCAB = vocab_for(HIDConfig())
 
@@ -25,13 +23,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = MeloFormer(ModelConfig(n_layer=1, n_embd=64, n_head=4, n_kv_head=2))
-    path = tmp_path_factory.mktemp("ckpt") / "last.pt"
-    save_checkpoint(path, {"model": model.state_dict(),
-                           "model_config": model_config_dict(model.cfg), "step": 0})
-    return path
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 def test_load_model_round_trips_the_weights(checkpoint):

@@ -112,16 +112,17 @@ def train(
         device == "auto" and torch.cuda.is_available()) else "cpu")
     dev = resolve_device(device, info)
     ckpt_path = Path(out_dir) / "checkpoints" / LAST
-    key = run_key(cfg, model_cfg, data_dir)
-    vocab = corpus_vocab(data_dir)  # the model speaks the corpus's vocabulary (meta.json)
     ckpt = load_checkpoint(ckpt_path, dev) if resume is True and ckpt_path.exists() else None
+    key = run_key(cfg, model_cfg, data_dir)
     note = None
     if resume == "auto" and ckpt_path.exists():
         ckpt, note = _auto_resume(ckpt_path, dev, key)
-    if ckpt is not None:  # the checkpoint's model, whatever model_cfg says
+    if ckpt is not None:  # the checkpoint's model and vocabulary, whatever model_cfg says
         model_cfg = model_config_from(ckpt)
-        check_corpus(checkpoint_vocab(ckpt, str(ckpt_path), model_cfg.vocab_size), data_dir)
-    else:
+        vocab = checkpoint_vocab(ckpt, str(ckpt_path), model_cfg.vocab_size)
+        check_corpus(vocab, data_dir)
+    else:  # the model speaks the corpus's vocabulary (meta.json)
+        vocab = corpus_vocab(data_dir)
         model_cfg = model_cfg.replace(vocab_size=vocab.size)
     torch.manual_seed(cfg.seed)
     model = MeloFormer(model_cfg).to(dev)
