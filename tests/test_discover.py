@@ -155,7 +155,10 @@ def _seed_and_stage(tmp_path, monkeypatch, seed_flags: list[str], params: Path) 
     for i in range(200):
         _write(tmp_path / "in" / f"{i:03d}.mid", f"song {i}".encode())
     monkeypatch.chdir(tmp_path)
-    seed_cli.main(["--input", "in", "--output", "seed", "--workers", "1", "--quiet", *seed_flags])
+    # The files are not MIDI: the seed CLI writes its manifest, rejects them all, and exits 1.
+    with pytest.raises(SystemExit, match="all 200 files were rejected"):
+        seed_cli.main(["--input", "in", "--output", "seed", "--workers", "1", "--quiet",
+                       *seed_flags])
     discover_stage(["--input", "in", "--out", "interim", "--params", str(params)])
     return [
         (read_manifest(tmp_path / d / MANIFEST_FILE), read_summary(tmp_path / d / SUMMARY_FILE))
