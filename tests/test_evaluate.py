@@ -98,10 +98,11 @@ def test_evaluate_scores_each_samples_ending_and_pitch_range(setup, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(processed, data)
     ranges = {str(p): [40, 80, 1000] for p in range(129)}
-    (data / "meta.json").write_text(json.dumps({"pitch_ranges": ranges}))
+    meta = json.loads((data / "meta.json").read_text())  # keeps the vocabulary record
+    (data / "meta.json").write_text(json.dumps({**meta, "pitch_ranges": ranges}))
     cfg = EvaluateConfig(max_songs=8, max_tokens=512, batch_size=2, max_distance=4,
                          device="cpu")
-    evaluate_task.fn(ckpt, data, samples, tmp_path / "m", cfg, HIDConfig())
+    evaluate_task.fn(ckpt, data, samples, tmp_path / "m", cfg)
     music = json.loads((tmp_path / "m" / "eval.json").read_text())["music"]
     for name in ("last_bar_ratio", "held_past_end", "out_of_range_share"):
         assert set(music[name]) == {"real", "generated", "gap"}
