@@ -71,13 +71,6 @@ class DataFeed:
                           buckets=c.bucket_lengths(), pack=c.pack, chunk_songs=c.chunk_songs,
                           rank=self.info.rank, world=self.info.world)
 
-    def horizon(self) -> int:
-        """Optimizer steps of all epochs at the phase-3 micro-batch (same on every rank)."""
-        per_epoch = len(self.plans(DataPosition(), self.cfg.batch_size))
-        steps = per_epoch // self.cfg.gradient_accumulation_steps
-        steps = torch.tensor([steps], device=self.device)
-        return max(1, int(all_reduce(steps, "min").item()) * self.cfg.epochs)
-
     def start(self, state: DataState, phase: Phase) -> DataState:
         """(Re)open the stream at `state` for `phase`; returns the state to carry on with.
 
