@@ -2,6 +2,10 @@
 
 A cell is the run of tokens of one (document, track, bar) in HID order. The header tokens of
 a document (BOS and the track-opening DRUMS/PROGRAM tokens) belong to no cell.
+
+The cell rules (`is_header`, `cell_key`, `gets_summary`) are written once, for tensors, numpy
+arrays and Python ints alike: find_cells applies them to a whole batch, and the incremental
+decoder (layout.CellTracker) to one token at a time.
 """
 
 from __future__ import annotations
@@ -16,6 +20,24 @@ from meloformer.model.batch import Batch
 # Folding the document into track and bar ids lets the rules compare them without a separate
 # same-document test: bars of different documents are >= 2 * MAX_BARS apart.
 MAX_BARS, MAX_TRACKS = 8192, 256
+
+
+def is_header(ids, family):
+    """Header tokens (no cell): BOS and the track openers (family TRACK)."""
+    return (ids == BOS) | (family == int(Family.TRACK))
+
+
+def cell_key(doc, track, bar):
+    """One integer per (document, track, bar): a body token starts a new cell where its key
+    differs from the previous body token's (a header between them neither breaks nor starts
+    one)."""
+    return (doc * MAX_TRACKS + track) * MAX_BARS + bar
+
+
+def gets_summary(first, last, summarize_empty: bool):
+    """Does the cell of HID positions first..last get a summary slot? Every cell of >= 2
+    tokens; a one-token cell (an empty bar: its BAR alone) only if summarize_empty."""
+    return summarize_empty | (last > first)
 
 
 @dataclass(frozen=True)
@@ -60,22 +82,21 @@ def find_cells(batch: Batch, summarize_empty: bool = False) -> Cells:
     """
     B, T = batch.shape
     real = batch.doc >= 0
-    header = real & ((batch.ids == BOS) | (batch.type == int(Family.TRACK)))
+    header = real & is_header(batch.ids, batch.type)
     body = real & ~header
     idx = torch.arange(T, device=batch.device).expand(B, T)
     # A cell starts where (doc, track, bar) differs from the previous *body* token: the
     # header token between two tracks neither breaks nor starts a cell.
-    key = (batch.doc * MAX_TRACKS + batch.track) * MAX_BARS + batch.bar
+    key = cell_key(batch.doc, batch.track, batch.bar)
     last_body = torch.where(body, idx, -1).cummax(dim=1).values
     prev = torch.cat([idx.new_full((B, 1), -1), last_body[:, :-1]], dim=1)
     start = body & ((prev < 0) | (key.gather(1, prev.clamp(min=0)) != key))
     cell = start.long().cumsum(1) - 1
     n_cells = max(int(start.sum(1).max()), 1)
     attrs = _cell_attributes(batch, cell, body, n_cells)
-    size = attrs["last"] - attrs["first"] + 1
     return Cells(
         **attrs,
-        summarised=attrs["valid"] & (summarize_empty | (size > 1)),
+        summarised=attrs["valid"] & gets_summary(attrs["first"], attrs["last"], summarize_empty),
         token_cell=torch.where(body, cell, torch.where(header, -1, -2)),
         header=header,
     )
