@@ -31,6 +31,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from common import write_json  # noqa: E402
+from legacy_step import CellTracker as LegacyTracker  # noqa: E402
 from legacy_step import run_rows as legacy_step  # noqa: E402
 
 from meloformer.generate import (  # noqa: E402
@@ -81,6 +82,8 @@ def new_vs_legacy(model: MeloFormer, ids: np.ndarray, meta: np.ndarray, context:
         for name, step in order if r % 2 == 0 else order[::-1]:
             source = Cached(model, ids.shape[0], length, length // 2 + 1, compile=compile,
                             step=step)
+            if name == "legacy":  # the old incremental cell bookkeeping too
+                source.trackers = [LegacyTracker() for _ in source.trackers]
             times[name].append(timed_steps(source, ids, meta, context, steps, device))
     return statistics.median(times["new"]), statistics.median(times["legacy"])
 

@@ -43,18 +43,19 @@ class DecodeRows:
 
 @dataclass(frozen=True)
 class LayerKV:
-    """One layer's view of a KVCache: k, v (B, KV, N, D), views of the cache's buffers."""
+    """One layer's view of a KVCache: k, v (B, KV, N, D), views of the cache's buffers, and
+    the batch row index (B, 1) that the slot writes pair with."""
 
     k: torch.Tensor
     v: torch.Tensor
+    rows: torch.Tensor
 
     def update(self, slot: torch.Tensor, k: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, KV, Q, D) of the query rows at their slots (B, Q), in place; return
         every slot's keys and values, (B, KV, N, D) each (as gpt-fast's KVCache.update)."""
-        b = torch.arange(slot.shape[0], device=slot.device)[:, None]
-        self.k[b, :, slot] = k.transpose(1, 2)
-        self.v[b, :, slot] = v.transpose(1, 2)
+        self.k[self.rows, :, slot] = k.transpose(1, 2)
+        self.v[self.rows, :, slot] = v.transpose(1, 2)
         return self.k, self.v
 
 
@@ -76,6 +77,8 @@ class KVCache(nn.Module):
         self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype))
         for buffer in (self.k, self.v):
             torch._dynamo.mark_static_address(buffer)
+        # Batch row of each slot write, made once (a constant, not state: no buffer).
+        self.rows = torch.arange(batch, device=device)[:, None]
 
     @property
     def n_slots(self) -> int:
@@ -83,4 +86,4 @@ class KVCache(nn.Module):
 
     def layer(self, i: int) -> LayerKV:
         """Layer i's view (no copy)."""
-        return LayerKV(self.k[i], self.v[i])
+        return LayerKV(self.k[i], self.v[i], self.rows)

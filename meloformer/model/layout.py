@@ -186,7 +186,7 @@ def build_layout(
         extra = _pad(summary[name], pad_slots, PAD_VALUE.get(name, 0))
         tables[name] = torch.cat([value, extra], dim=1)
     # Padding slots keep distinct clocks past every real token (they only see themselves).
-    tables["clock"][:, T + S :] = 2 * torch.arange(T + S, L, device=batch.device)
+    tables["clock"][:, T + S :] = token_clock(torch.arange(T + S, L, device=batch.device))
     tables["track"] = _fold(tables["doc"], tables["track"], MAX_TRACKS)
     tables["bar"] = _fold(tables["doc"], tables["bar"], MAX_BARS)
     return Layout(
