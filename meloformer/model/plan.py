@@ -20,7 +20,7 @@ import torch
 from torch.nn.attention.flex_attention import BlockMask
 
 from meloformer.model.batch import IGNORE, Batch
-from meloformer.model.blocks import segment_block_mask, segment_dense_mask
+from meloformer.model.block_mask import segment_block_mask, segment_dense_mask
 from meloformer.model.cells import find_cells
 from meloformer.model.config import ModelConfig
 from meloformer.model.layout import Layout, build_layout
