@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from meloformer.data.shards import SongIndex
 from meloformer.model.config import ModelConfig
 from meloformer.model.plan import Planner
 from meloformer.train.config import TrainConfig
@@ -15,7 +16,6 @@ from meloformer.train.dist import DistInfo, all_reduce
 from meloformer.train.loader import MicroBatch, PlanDataset, make_loader
 from meloformer.train.phases import Phase
 from meloformer.train.plan import DataPosition, PlannedBatch, plan_epoch
-from meloformer.train.shards import SongIndex
 
 
 @dataclass(frozen=True)

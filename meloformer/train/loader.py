@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from meloformer.data.crop import crop
+from meloformer.data.shards import ShardReader, SongIndex
 from meloformer.model.batch import IGNORE, Batch
 from meloformer.model.plan import MaskPlan, Planner
-from meloformer.train.crop import crop
 from meloformer.train.plan import PlannedBatch
-from meloformer.train.shards import ShardReader, SongIndex
 
 
 @dataclass(frozen=True)
