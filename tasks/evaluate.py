@@ -20,17 +20,19 @@ class EvalSummary:
 
     loss: float
     perplexity: float
+    bits_per_note: float
     similarity_error: float | None
 
     @classmethod
     def of(cls, metrics: dict) -> EvalSummary:
         error = metrics["music"]["similarity_error"]
-        return cls(float(metrics["loss"]["loss"]), float(metrics["loss"]["perplexity"]),
+        loss = metrics["loss"]
+        return cls(float(loss["loss"]), float(loss["perplexity"]), float(loss["bits_per_note"]),
                    None if error is None else float(error))
 
     def line(self) -> str:
         return (f"evaluate: val loss {self.loss:.4f}, perplexity {self.perplexity:.2f}, "
-                f"similarity error {self.similarity_error}")
+                f"{self.bits_per_note:.2f} bits/note, similarity error {self.similarity_error}")
 
 
 @task

@@ -19,6 +19,7 @@ from meloformer.generate.script import first_bars
 from meloformer.hid import HIDConfig
 from meloformer.hid.decode import parse_tokens
 from meloformer.hid.encode import encode_file, vocab_for
+from meloformer.hid.vocab import Family
 from meloformer.model import Batch, MeloFormer, ModelConfig
 from meloformer.train.checkpoint import model_config_dict, save_checkpoint
 from tasks.evaluate import evaluate as evaluate_task
@@ -63,6 +64,9 @@ def test_family_loss_matches_the_model_loss():
     fams = out["by_family"]
     assert sum(f["tokens"] for f in fams.values()) == out["tokens"]
     assert {"PITCH", "POSITION", "BAR", "TRACK"} <= set(fams)
+    notes = sum(int((s.type == Family.PITCH).sum()) for s in songs)
+    assert out["notes"] == notes
+    assert out["bits_per_note"] == pytest.approx(mean * sum(n) / math.log(2) / notes, rel=1e-5)
 
 
 def test_evaluate_writes_metrics_and_plots(setup, tmp_path):

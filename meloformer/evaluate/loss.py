@@ -44,8 +44,10 @@ def family_loss(
         batch_size: songs per forward pass.
 
     Returns:
-        {"loss", "perplexity", "tokens", "by_family": {NAME: {"loss", "perplexity",
-        "tokens"}}}; NaN loss where no token was seen.
+        {"loss", "perplexity", "tokens", "notes", "bits_per_note", "by_family": {NAME:
+        {"loss", "perplexity", "tokens"}}}; NaN loss where no token was seen.
+        bits_per_note: the summed NLL in bits over the notes (PITCH tokens) it covers, the
+        unit bench/quality.py compares across tokenisations.
     """
     model.eval()
     sums = np.zeros(len(Family))
@@ -56,6 +58,9 @@ def family_loss(
         sums += np.bincount(fam, weights=losses, minlength=len(Family))
         counts += np.bincount(fam, minlength=len(Family))
     out = _summary(sums.sum(), int(counts.sum()))
+    notes = int(counts[Family.PITCH])
+    out["notes"] = notes
+    out["bits_per_note"] = sums.sum() / math.log(2) / notes if notes else float("nan")
     out["by_family"] = {
         f.name: _summary(sums[f], int(counts[f])) for f in Family if counts[f] > 0
     }
