@@ -23,6 +23,9 @@ VOCAB_JSON = Path(__file__).with_name("vocab.json")
 PAD, BOS, EOS = 0, 1, 2  # fixed ids of the special tokens
 DRUM_PROGRAM = 128  # `program` metadata of a drum track
 GLOBAL_PROGRAM = 129  # `program` metadata of BOS and the conductor track
+# Infilling (docs/hid.md "Infilling"): FILL opens a bar whose content is written at the end of
+# the song, between FILL_START and FILL_END. Values 0, 1, 2 inside the FILL family.
+FILL_TOKENS = ("FILL", "FILL_START", "FILL_END")
 
 TS_DENOMINATORS = (1, 2, 4, 8, 16, 32)
 CHORD_ROOTS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -55,6 +58,7 @@ class Family(IntEnum):
     PITCH = 7  # PITCH_n, 0..127 (drum notes use it too)
     DURATION = 8  # DUR_d, d = 1..max_duration grid steps (melodic notes only)
     VELOCITY = 9  # VEL_b, velocity bin
+    FILL = 10  # infilling: FILL (a bar written later), FILL_START / FILL_END around its content
 
 
 def time_signatures(cfg: HIDConfig) -> list[tuple[int, int]]:
@@ -105,6 +109,7 @@ class Vocab:
         rows += [(f"PITCH_{n}", Family.PITCH, n) for n in range(128)]
         rows += [(f"DUR_{d}", Family.DURATION, d) for d in range(1, cfg.max_duration + 1)]
         rows += [(f"VEL_{b}", Family.VELOCITY, b) for b in range(cfg.velocity_bins)]
+        rows += [(name, Family.FILL, i) for i, name in enumerate(FILL_TOKENS)]
         return rows
 
     @cached_property
