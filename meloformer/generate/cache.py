@@ -37,6 +37,7 @@ class SlotTables:
     cell: torch.Tensor
     clock: torch.Tensor
     family: torch.Tensor
+    fill: torch.Tensor
 
 
 class DecodeCache(nn.Module):
@@ -65,7 +66,8 @@ class DecodeCache(nn.Module):
         shape = (cfg.n_layer, batch, cfg.n_kv_head, N, cfg.head_dim)
         self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype))
         self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype))
-        init = dict(kind=PAD, doc=-1, track=0, bar=0, cell=-2, clock=_NEVER, family=SUMMARY_FAMILY)
+        init = dict(kind=PAD, doc=-1, track=0, bar=0, cell=-2, clock=_NEVER, family=SUMMARY_FAMILY,
+                    fill=0)
         for name, value in init.items():
             full = torch.full((batch, N), value, dtype=torch.int32, device=device)
             self.register_buffer(f"table_{name}", full)
@@ -98,6 +100,7 @@ class DecodeCache(nn.Module):
         t.cell[b, slot] = cols["cell"].int()
         t.clock[b, slot] = torch.where(cols["kind"] == PAD, _NEVER, cols["clock"]).int()
         t.family[b, slot] = cols["family"].int()
+        t.fill[b, slot] = cols["fill"].int()
 
     def advance(self, n_regular: int, n_summaries: int) -> tuple[int, int]:
         """Account for a step; return the slot range [lo, hi) that its queries attend over."""

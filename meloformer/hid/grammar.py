@@ -260,7 +260,7 @@ class GrammarState:
         elif fam == F.DURATION:
             self.notes.append((self.track - 1, self.bar, self.pos, self._pitch, val, self._vel))
             self.state = T_NOTE
-        elif fam == F.FILL:
+        elif fam in (F.FILL, F.FILL_MARK):
             self._apply_fill(tok)
 
     def _apply_fill(self, tok: int) -> None:

@@ -121,7 +121,7 @@ def infill_layout(enc: Encoding, spans: list[Span], vocab: Vocab) -> Encoding:
     for name in ("track", "bar", "program"):
         out[name][marker] = getattr(enc, name)[openers[cell_no[marker]]]
     out["ids"][marker] = np.where(src[marker] == -1, start, end)
-    out["type"][marker] = Family.FILL
+    out["type"][marker] = Family.FILL_MARK
     out["pos"][marker] = 0
     out["ids"][np.isin(src, openers)] = fill
     out["type"][np.isin(src, openers)] = Family.FILL

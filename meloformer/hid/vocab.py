@@ -24,7 +24,8 @@ PAD, BOS, EOS = 0, 1, 2  # fixed ids of the special tokens
 DRUM_PROGRAM = 128  # `program` metadata of a drum track
 GLOBAL_PROGRAM = 129  # `program` metadata of BOS and the conductor track
 # Infilling (docs/hid.md "Infilling"): FILL opens a bar whose content is written at the end of
-# the song, between FILL_START and FILL_END. Values 0, 1, 2 inside the FILL family.
+# the song, between FILL_START and FILL_END (family FILL_MARK, values 0 and 1). The fill
+# section of a song is everything from its first FILL_MARK token on (the model finds it so).
 FILL_TOKENS = ("FILL", "FILL_START", "FILL_END")
 
 TS_DENOMINATORS = (1, 2, 4, 8, 16, 32)
@@ -58,7 +59,8 @@ class Family(IntEnum):
     PITCH = 7  # PITCH_n, 0..127 (drum notes use it too)
     DURATION = 8  # DUR_d, d = 1..max_duration grid steps (melodic notes only)
     VELOCITY = 9  # VEL_b, velocity bin
-    FILL = 10  # infilling: FILL (a bar written later), FILL_START / FILL_END around its content
+    FILL = 10  # infilling: FILL, a placeholder bar opener (its content is written later)
+    FILL_MARK = 11  # FILL_START / FILL_END around a placeholder's content, after the last track
 
 
 def time_signatures(cfg: HIDConfig) -> list[tuple[int, int]]:
@@ -109,7 +111,8 @@ class Vocab:
         rows += [(f"PITCH_{n}", Family.PITCH, n) for n in range(128)]
         rows += [(f"DUR_{d}", Family.DURATION, d) for d in range(1, cfg.max_duration + 1)]
         rows += [(f"VEL_{b}", Family.VELOCITY, b) for b in range(cfg.velocity_bins)]
-        rows += [(name, Family.FILL, i) for i, name in enumerate(FILL_TOKENS)]
+        rows.append(("FILL", Family.FILL, 0))
+        rows += [("FILL_START", Family.FILL_MARK, 0), ("FILL_END", Family.FILL_MARK, 1)]
         return rows
 
     @cached_property

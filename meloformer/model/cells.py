@@ -1,7 +1,10 @@
 """Cells: the (document, track, bar) groups of a Batch's tokens, found per row on device.
 
 A cell is the run of tokens of one (document, track, bar) in HID order. The header tokens of
-a document (BOS and the track-opening DRUMS/PROGRAM tokens) belong to no cell.
+a document (BOS and the track-opening DRUMS/PROGRAM tokens) belong to no cell. With infilling
+(docs/hid.md "Infilling") a document's tokens from its first FILL_START on are its fill
+section: a fill is a cell of its own, apart from its in-place placeholder of the same
+(track, bar).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Cells:
         summarised: cells that get a summary slot (not empty bars unless asked for).
         token_cell: cell of each regular token (B, T); -1 header, -2 padding.
         header: header tokens (B, T) bool.
+        fill: cells of a fill section (B, C) bool; token_fill: its tokens (B, T) bool.
     """
 
     doc: torch.Tensor
@@ -41,6 +45,8 @@ class Cells:
     summarised: torch.Tensor
     token_cell: torch.Tensor
     header: torch.Tensor
+    fill: torch.Tensor
+    token_fill: torch.Tensor
 
     @property
     def n_cells(self) -> int:
@@ -63,22 +69,42 @@ def find_cells(batch: Batch, summarize_empty: bool = False) -> Cells:
     header = real & ((batch.ids == BOS) | (batch.type == int(Family.TRACK)))
     body = real & ~header
     idx = torch.arange(T, device=batch.device).expand(B, T)
-    # A cell starts where (doc, track, bar) differs from the previous *body* token: the
+    fill = fill_section(batch)
+    # A cell starts where (doc, track, bar, fill) differs from the previous *body* token: the
     # header token between two tracks neither breaks nor starts a cell.
-    key = (batch.doc * MAX_TRACKS + batch.track) * MAX_BARS + batch.bar
+    key = ((batch.doc * MAX_TRACKS + batch.track) * MAX_BARS + batch.bar) * 2 + fill
     last_body = torch.where(body, idx, -1).cummax(dim=1).values
     prev = torch.cat([idx.new_full((B, 1), -1), last_body[:, :-1]], dim=1)
     start = body & ((prev < 0) | (key.gather(1, prev.clamp(min=0)) != key))
     cell = start.long().cumsum(1) - 1
     n_cells = max(int(start.sum(1).max()), 1)
     attrs = _cell_attributes(batch, cell, body, n_cells)
+    cell_fill = fill.new_zeros(B, n_cells + 1).scatter_reduce(
+        1, torch.where(body, cell, n_cells), fill.long(), "amax"
+    )[:, :n_cells]
     size = attrs["last"] - attrs["first"] + 1
     return Cells(
         **attrs,
         summarised=attrs["valid"] & (summarize_empty | (size > 1)),
         token_cell=torch.where(body, cell, torch.where(header, -1, -2)),
         header=header,
+        fill=cell_fill.bool(),
+        token_fill=fill.bool(),
     )
+
+
+def fill_section(batch: Batch) -> torch.Tensor:
+    """(B, T) int64: 1 for the tokens of a document's fill section, else 0.
+
+    The fill section runs from the document's first FILL_MARK token (its first FILL_START:
+    docs/hid.md "Infilling") to its end; documents are contiguous runs of a row.
+    """
+    B, T = batch.shape
+    idx = torch.arange(T, device=batch.device).expand(B, T)
+    mark = (batch.type == int(Family.FILL_MARK)) & (batch.doc >= 0)
+    last_mark = torch.where(mark, idx, -1).cummax(dim=1).values  # latest mark at or before
+    doc_of_mark = batch.doc.gather(1, last_mark.clamp(min=0))
+    return ((last_mark >= 0) & (doc_of_mark == batch.doc) & (batch.doc >= 0)).long()
 
 
 def _cell_attributes(

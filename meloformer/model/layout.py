@@ -6,6 +6,8 @@ Vocabulary (per batch row):
 - summary slot: one extra token per summarised cell, kept in a separate stream placed after
   the regular tokens in the attention call.
 - kind: BODY (a token of a cell), HEADER, SUMMARY, PAD.
+- fill: 1 for the tokens of a fill section (infilling, cells.fill_section) and the summaries
+  of its cells, else 0; a fill's tokens read their cell's neighbours both ways (masks.py).
 - clock: a doubled sequence position that makes every rule plainly causal: regular token at
   HID position i -> 2i; the summary of a cell whose last token is at i -> 2i + 1 (complete
   right after its last token, visible strictly later).
@@ -33,7 +35,7 @@ class Layout:
     """Per-row tables in execution order, each (B, L) int32 unless noted; L = T + S.
 
     Attributes:
-        kind, doc, track, bar, cell, clock, family: see the module docstring; `track` and
+        kind, doc, track, bar, cell, clock, family, fill: see the module docstring; `track` and
             `bar` have the document folded in (doc * MAX_TRACKS + track, doc * MAX_BARS + bar).
         coords: RoPE coordinates (bar, onset position, index in cell), (B, L, 3) int64.
         summary_cell: cell of each summary slot, (B, S) int64 (0 at padding slots).
@@ -52,6 +54,7 @@ class Layout:
     cell: torch.Tensor
     clock: torch.Tensor
     family: torch.Tensor
+    fill: torch.Tensor
     coords: torch.Tensor
     summary_cell: torch.Tensor
     summary_valid: torch.Tensor
@@ -189,6 +192,7 @@ def _regular_tables(batch: Batch, cells: Cells) -> tuple[dict[str, torch.Tensor]
         "cell": cell,
         "clock": 2 * idx,
         "family": torch.where(kind == PAD, SUMMARY_FAMILY, batch.type),
+        "fill": cells.token_fill.long(),
     }
     return tables, coords
 
@@ -208,6 +212,7 @@ def _summary_tables(
         "cell": torch.where(slot_valid, slot_cell, -2),
         "clock": 2 * last + 1,
         "family": torch.full_like(slot_cell, SUMMARY_FAMILY),
+        "fill": (cells.fill.gather(1, slot_cell) & slot_valid).long(),
     }
     return tables, coords.gather(1, last[..., None].expand(B, S, 3))
 
