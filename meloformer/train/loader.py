@@ -14,9 +14,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from meloformer.hid.vocab import Vocab
 from meloformer.model.batch import IGNORE, Batch
 from meloformer.model.plan import MaskPlan, Planner
 from meloformer.train.crop import crop
+from meloformer.train.infill import ignore_placeholder_targets, infill_rng, song_example
 from meloformer.train.plan import PlannedBatch
 from meloformer.train.shards import ShardReader, SongIndex
 
@@ -45,14 +47,19 @@ class PlanDataset(Dataset):
         max_seq_len: crop budget per song.
         seed: with the epoch and song index, fixes each song's crop window.
         planner: builds each batch's MaskPlan (the model's config and device).
+        infill_rate, vocab: share of songs laid out as infill examples (train/infill.py);
+            0 (the default) builds exactly the plain rows.
     """
 
     def __init__(
         self, index: SongIndex, plans: Sequence[PlannedBatch], max_seq_len: int, seed: int,
-        planner: Planner,
+        planner: Planner, infill_rate: float = 0.0, vocab: Vocab | None = None,
     ) -> None:
         self.index, self.plans = index, list(plans)
         self.max_seq_len, self.seed, self.planner = max_seq_len, seed, planner
+        if infill_rate > 0 and vocab is None:
+            raise ValueError("PlanDataset: infill_rate > 0 needs the vocabulary")
+        self.infill_rate, self.vocab = infill_rate, vocab
         self._reader: ShardReader | None = None  # built lazily in each worker process
 
     def __len__(self) -> int:
@@ -65,10 +72,16 @@ class PlanDataset(Dataset):
         rows = [[self._song(plan.epoch, s) for s in row] for row in plan.rows]
         batch = Batch.from_encodings(rows, plan.length)
         batch.targets[plan.n_real :] = IGNORE  # filler rows keep the shape, add no loss
+        if self.infill_rate > 0:
+            ignore_placeholder_targets(batch, self.vocab)
         return MicroBatch(batch, self.planner(batch)), i
 
     def _song(self, epoch: int, song: int):
         rng = np.random.default_rng([self.seed, epoch, song])
+        if self.infill_rate > 0:
+            fill_rng = infill_rng(self.seed, epoch, song)
+            return song_example(self._reader.song(song), self.max_seq_len, rng, fill_rng,
+                                self.infill_rate, self.vocab)
         return crop(self._reader.song(song), self.max_seq_len, rng)
 
 

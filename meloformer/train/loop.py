@@ -156,7 +156,7 @@ class _Run:
         self.vocab = vocab
         self.optimizer = build_optimizer(model, cfg)
         index = build_index(data_dir)
-        self.feed = DataFeed(index, cfg, info, dev, model.cfg)
+        self.feed = DataFeed(index, cfg, info, dev, model.cfg, vocab.vocab())
         self.epoch_steps = epoch_steps(index, cfg, info.world)
         self.total_steps = max(1, min(cfg.max_steps or self.epoch_steps, self.epoch_steps))
         self.step, self.bad_steps, self.oom_halvings, self.tokens = 0, 0, 0, 0
