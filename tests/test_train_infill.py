@@ -122,3 +122,17 @@ def test_a_model_trains_on_infill_rows(index):
         opt.step()
         losses.append(float(loss.detach()))
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_params_yaml_checks_infill_rate(tmp_path):
+    from conftest import REPO
+
+    from tasks.params import ParamsError, load_params
+
+    text = (REPO / "params.yaml").read_text()
+    assert "  infill_rate: 0.0 " in text
+    assert load_params(REPO / "params.yaml").train_config().infill_rate == 0.0
+    bad = tmp_path / "params.yaml"
+    bad.write_text(text.replace("  infill_rate: 0.0 ", "  infill_rate: 1.5 "))
+    with pytest.raises(ParamsError, match=r"train.infill_rate: must be in \[0, 1\], got 1.5"):
+        load_params(bad).train_config()
