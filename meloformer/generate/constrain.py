@@ -39,6 +39,10 @@ class Controller:
         self._fresh[r[F.CHORD].start : r[F.CHORD].stop] = True
         self._fresh[vocab.index["BAR"]] = True
         self._next_bar = self._fresh & ~self._ends  # BAR and the CHORD_x that open a bar
+        # Inside a fill the bar closes with FILL_END: the model's "bar over" mass (BAR, a
+        # track opener, EOS) goes there too (a model trained without fills never wrote one).
+        self._fill_closing = self._fresh.copy()
+        self._fill_closing[vocab.index["FILL_END"]] = True
         self._dur_base = vocab.base(F.DURATION)  # DUR_d has id base + d - 1
         self._bar_steps = np.asarray(vocab.bar_steps, dtype=np.int64)
 
@@ -87,6 +91,8 @@ class Controller:
         The sampler gives this whole mass to the closing tokens still allowed instead
         (sampling.pool_closing).
         """
+        if self.st.in_fill:
+            return self._fill_closing
         if allowed[self._next_bar].any() or not allowed[self._ends].any():
             return None
         return self._fresh
