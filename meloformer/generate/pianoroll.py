@@ -74,7 +74,8 @@ def _mark_spans(ax, score: Score, resolution: int, marks: list[tuple[int, int, i
         colour = colours(track % 10)
         ax.axvspan(bounds[first], bounds[last + 1], color=colour, alpha=0.15, hatch="//",
                    zorder=0)
-        label = f"regenerated: track {track} ({track_label(score.programs[track])}), bars {first}-{last}"
+        name = track_label(score.programs[track])
+        label = f"regenerated: track {track} ({name}), bars {first}-{last}"
         handles.append(Patch(facecolor=colour, alpha=0.3, hatch="//", label=label))
     return handles
 
