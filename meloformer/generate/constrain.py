@@ -43,6 +43,7 @@ class Controller:
         # track opener, EOS) goes there too (a model trained without fills never wrote one).
         self._fill_closing = self._fresh.copy()
         self._fill_closing[vocab.index["FILL_END"]] = True
+        self._placeholder = vocab.index["FILL"]
         self._dur_base = vocab.base(F.DURATION)  # DUR_d has id base + d - 1
         self._bar_steps = np.asarray(vocab.bar_steps, dtype=np.int64)
 
@@ -120,6 +121,7 @@ class Controller:
     def _free_mask(self, m: np.ndarray) -> np.ndarray:
         part = self.script[self.seg]
         assert isinstance(part, Free)
+        m[self._placeholder] = False  # placeholders come from the prompt (infill), never sampled
         if part.end is not None:  # the run may only close with its end token
             keep = m[part.end]
             m[self._ends] = False
