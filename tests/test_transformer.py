@@ -13,10 +13,10 @@ from meloformer.model.transformer import MeloFormer
 
 # Parameters with the default HID vocabulary (docs/model.md has the table).
 PARAM_COUNTS = {
-    "small": 5_036_544,
-    "base": 38_390_784,
-    "large": 101_632_512,
-    "xlarge": 271_841_280,
+    "small": 5_039_104,
+    "base": 38_395_904,
+    "large": 101_640_192,
+    "xlarge": 271_851_520,
 }
 
 

@@ -82,7 +82,8 @@ def growing(st: GrammarState, vocab: Vocab, fixed_bars: bool, open_end: bool) ->
             grow[vocab.index["BAR"]] = True
     else:
         for fam in (F.POSITION, F.VELOCITY, F.PITCH):
-            grow[r[fam].start : r[fam].stop] = st.state in (g.T_BAR, g.T_NOTE, g.F_OPEN)
+            grow[r[fam].start : r[fam].stop] = st.state in (g.T_BAR, g.T_NOTE, g.F_OPEN,
+                                                            g.T_DENS, g.T_POLY)
         if open_end and st.programs:
             grow[r[F.TRACK].start : r[F.TRACK].stop] = True
     grow[EOS] = False

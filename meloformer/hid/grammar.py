@@ -7,9 +7,9 @@
                  TS required in bar 0, elsewhere only when it changes;
                  bar 0 goes on with POS_0 TEMPO; a TEMPO differs from the one in force
     track     := (DRUMS | PROGRAM_k) tbar{n_bars}     tracks in non-decreasing (rank, program)
-    tbar      := BAR (POS note+)* | FILL
+    tbar      := BAR [DENSITY] [POLYPHONY] (POS note+)* | FILL
     note      := [VEL] PITCH DUR (melodic) | [VEL] PITCH (drums)
-    fills     := (FILL_START (POS note+)* FILL_END){number of FILL placeholders}
+    fills     := (FILL_START [DENSITY] [POLYPHONY] (POS note+)* FILL_END){FILL placeholders}
 Infilling (docs/hid.md "Infilling"): `song := BOS conductor track+ fills EOS`. A FILL opens a
 bar whose content comes later: after the last track, one fill per placeholder, in placeholder
 order (track, then bar); each fill's tokens carry the placeholder's (track, bar) and follow the
@@ -35,6 +35,7 @@ _MASK_CACHE: dict[str, dict[tuple, np.ndarray]] = {}  # per vocabulary: state ke
 START, AFTER_BOS, C_BAR, C_TS, C_POS, C_TEMPO = range(6)
 T_OPEN, T_BAR, T_POS, T_VEL, T_PITCH, T_NOTE, DONE = range(6, 13)
 T_FILL, F_OPEN, F_END = range(13, 16)  # after a FILL placeholder, a FILL_START, a FILL_END
+T_DENS, T_POLY = range(16, 18)  # after a DENSITY / POLYPHONY control (hid/controls.py)
 
 
 class GrammarState:
@@ -64,6 +65,7 @@ class GrammarState:
         self.filled = 0  # fills written (FILL_END read)
         self.in_fill = False  # between a FILL_START and its FILL_END
         self._fill = {name: vocab.index[name] for name in FILL_TOKENS}
+        self.controls: dict[tuple[int, int], dict[str, int]] = {}  # (track, bar) -> bins
 
     @property
     def done(self) -> bool:
@@ -150,7 +152,7 @@ class GrammarState:
             mask[r[F.TEMPO].start : r[F.TEMPO].stop] = True
             if self.tempos:
                 mask[v.base(F.TEMPO) + self.tempos[-1][2]] = False
-        elif s in (T_OPEN, T_BAR, T_NOTE, T_FILL, F_OPEN, F_END) or s == DONE:
+        elif s in (T_OPEN, T_BAR, T_NOTE, T_FILL, F_OPEN, F_END, T_DENS, T_POLY) or s == DONE:
             self._track_next(mask, r)
         elif s == T_POS:
             self._note_start(mask, r)
@@ -193,11 +195,15 @@ class GrammarState:
             return
         if s == T_NOTE and self._pitch < 127:
             self._note_start(mask, r)
-        if s in (T_BAR, T_NOTE, F_OPEN):
+        if s in (T_BAR, T_NOTE, F_OPEN, T_DENS, T_POLY):
             lo = self.pos + 1 if s == T_NOTE else 0
             mask[
                 self.vocab.base(F.POSITION) + lo : self.vocab.base(F.POSITION) + self._bar_len()
             ] = True
+        if s in (T_BAR, F_OPEN):  # optional controls, right after the bar's opener
+            mask[r[F.DENSITY].start : r[F.DENSITY].stop] = True
+        if s in (T_BAR, F_OPEN, T_DENS):
+            mask[r[F.POLYPHONY].start : r[F.POLYPHONY].stop] = True
         if self.in_fill:  # a fill's bar closes with FILL_END
             mask[self._fill["FILL_END"]] = True
             return
@@ -262,6 +268,10 @@ class GrammarState:
             self.state = T_NOTE
         elif fam in (F.FILL, F.FILL_MARK):
             self._apply_fill(tok)
+        elif fam in (F.DENSITY, F.POLYPHONY):
+            cell = self.controls.setdefault((self.track, self.bar), {})
+            cell[fam.name.lower()] = val
+            self.state = T_DENS if fam == F.DENSITY else T_POLY
 
     def _apply_fill(self, tok: int) -> None:
         """FILL: a placeholder bar; FILL_START: enter the next placeholder's bar; FILL_END."""

@@ -27,6 +27,7 @@ GLOBAL_PROGRAM = 129  # `program` metadata of BOS and the conductor track
 # the song, between FILL_START and FILL_END (family FILL_MARK, values 0 and 1). The fill
 # section of a song is everything from its first FILL_MARK token on (the model finds it so).
 FILL_TOKENS = ("FILL", "FILL_START", "FILL_END")
+CONTROL_BINS = 5  # per-bar control bins (meloformer/hid/controls.py)
 
 TS_DENOMINATORS = (1, 2, 4, 8, 16, 32)
 CHORD_ROOTS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -61,6 +62,8 @@ class Family(IntEnum):
     VELOCITY = 9  # VEL_b, velocity bin
     FILL = 10  # infilling: FILL, a placeholder bar opener (its content is written later)
     FILL_MARK = 11  # FILL_START / FILL_END around a placeholder's content, after the last track
+    DENSITY = 12  # DENSITY_k: the bar's note-density bin (a control, right after its opener)
+    POLYPHONY = 13  # POLYPHONY_k: the bar's notes-per-onset bin (a control, after DENSITY)
 
 
 def time_signatures(cfg: HIDConfig) -> list[tuple[int, int]]:
@@ -113,6 +116,8 @@ class Vocab:
         rows += [(f"VEL_{b}", Family.VELOCITY, b) for b in range(cfg.velocity_bins)]
         rows.append(("FILL", Family.FILL, 0))
         rows += [("FILL_START", Family.FILL_MARK, 0), ("FILL_END", Family.FILL_MARK, 1)]
+        rows += [(f"DENSITY_{k}", Family.DENSITY, k) for k in range(CONTROL_BINS)]
+        rows += [(f"POLYPHONY_{k}", Family.POLYPHONY, k) for k in range(CONTROL_BINS)]
         return rows
 
     @cached_property

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from meloformer.hid.controls import ControlBins
 from meloformer.hid.vocab import Vocab
 from meloformer.model.config import ModelConfig
 from meloformer.model.plan import Planner
@@ -55,15 +56,17 @@ class DataFeed:
             executor the loader builds mask plans for; CUDA also pins host memory.
         model_cfg: the model's config (mask rules, block sizes, length bucket).
         vocab: the corpus's vocabulary (infill examples need its FILL tokens; required when
-            cfg.infill_rate > 0).
+            cfg.infill_rate or cfg.control_rate > 0).
+        control_bins: meta.json `control_bins` (required when cfg.control_rate > 0).
     """
 
     def __init__(
         self, index: SongIndex, cfg: TrainConfig, info: DistInfo, device: torch.device,
         model_cfg: ModelConfig, vocab: Vocab | None = None,
+        control_bins: ControlBins | None = None,
     ) -> None:
         self.index, self.cfg, self.info, self.device = index, cfg, info, device
-        self.vocab = vocab
+        self.vocab, self.control_bins = vocab, control_bins
         self.planner = Planner(model_cfg, device.type)
         self.pin = device.type == "cuda"
         self._iter = None
@@ -90,7 +93,8 @@ class DataFeed:
         self.stop()
         dataset = PlanDataset(self.index, self.plans(state.origin, state.batch_size),
                               self.cfg.max_seq_len, self.cfg.seed, self.planner,
-                              self.cfg.infill_rate, self.vocab)
+                              self.cfg.infill_rate, self.vocab, self.cfg.control_rate,
+                              self.control_bins)
         self._iter = iter(make_loader(dataset, state.done, phase.num_workers, self.pin))
         # One collective per (re)start, none per step: the batches left on the poorest rank.
         left = torch.tensor([len(dataset) - state.done], device=self.device)

@@ -21,11 +21,17 @@ from meloformer.train.crop import crop
 MAX_SPAN_BARS = 8
 GROWTH = 2 * MAX_SPAN_BARS  # tokens a span adds at most (FILL_START and FILL_END per bar)
 INFILL_STREAM = 7  # salt of the infill RNG stream, apart from the crop's
+CONTROL_STREAM = 11  # salt of the per-bar control drops (hid/controls.py add_controls)
 
 
 def infill_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
     """The per-(epoch, song) stream of infill draws (the crop's stream is left untouched)."""
     return np.random.default_rng([seed, epoch, song, INFILL_STREAM])
+
+
+def control_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
+    """The per-(epoch, song) stream of control-token drops."""
+    return np.random.default_rng([seed, epoch, song, CONTROL_STREAM])
 
 
 def random_span(enc: Encoding, rng: np.random.Generator) -> Span | None:
