@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from meloformer.cli import run_cli
+from meloformer.generate.conditions import parse_control
 from meloformer.generate.run import GenerateConfig, run_generate
 from meloformer.hid.infill import Span
 
@@ -27,6 +28,17 @@ def _span(text: str) -> str:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from e
     return text
+
+
+def _control(kind: str):
+    """argparse type: a valid "TRACK:FIRST-LAST=LEVEL" control, kept as text."""
+    def check(text: str) -> str:
+        try:
+            parse_control(text, kind)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+        return text
+    return check
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     cond.add_argument("--time-signature", help="e.g. 3/4")
     cond.add_argument("--tempo", type=float, help="BPM")
     cond.add_argument("--chords", type=lambda s: tuple(s.split(",")), help="e.g. Cmaj,Amin")
+    for kind, example in (("density", "2:9-12=high"), ("polyphony", "0:0-3=low")):
+        cond.add_argument(f"--{kind}", action="append", type=_control(kind),
+                          metavar="TRACK:FIRST-LAST=LEVEL",
+                          help=f"per-bar {kind} bin, e.g. {example} (LEVEL: lowest low mid "
+                          "high highest, or 0..4; repeatable)")
     cond.add_argument("--max-tokens", type=int, default=None,
                       help="cap on a sample's tokens (default: sized from the prompt; "
                       "4096 from scratch)")
@@ -71,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         instruments=args.instruments, max_tokens=args.max_tokens, device=args.device,
         threads=args.threads, compile=args.compile,
         infill=tuple(args.infill) if args.infill else None,
+        density=tuple(args.density) if args.density else None,
+        polyphony=tuple(args.polyphony) if args.polyphony else None,
     )
     written = run_cli(lambda: run_generate(
         args.checkpoint, args.out, cfg, prompt=args.prompt, prompt_bars=args.prompt_bars,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from meloformer.generate.conditions import Conditions
+from meloformer.generate.conditions import Conditions, parse_control
 from meloformer.generate.generate import Request, generate
 from meloformer.generate.output import write_sample
 from meloformer.generate.sampling import SamplingConfig
@@ -56,6 +56,10 @@ class GenerateConfig:
     infill: tuple[str, ...] | None = None
     """Spans of the prompt to rewrite, "TRACK:FIRST-LAST" (0-based instrument track in
     canonical order, bars inclusive, e.g. "2:9-12"); None = off (docs/generation.md)."""
+    density: tuple[str, ...] | None = None
+    """Per-bar note-density controls, "TRACK:FIRST-LAST=LEVEL" (e.g. "2:9-12=high")."""
+    polyphony: tuple[str, ...] | None = None
+    """Per-bar polyphony controls, the same form."""
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or (self.max_tokens or 8) < 8 or self.threads < 0:
@@ -63,6 +67,9 @@ class GenerateConfig:
                              f"threads >= 0; got {self}")
         for text in self.infill or ():
             Span.parse(text)  # ValueError naming the span
+        for kind in ("density", "polyphony"):
+            for text in getattr(self, kind) or ():
+                parse_control(text, kind)  # ConditionError (a ValueError) naming it
 
     def spans(self) -> list[Span]:
         """The infill spans (empty when infill is off)."""
@@ -72,7 +79,8 @@ class GenerateConfig:
         """The Request for a script (n_bars overridden by modes that fix the bars)."""
         cond = Conditions(n_bars=n_bars, time_signature=self.time_signature, tempo=self.tempo,
                           chords=self.chords,
-                          max_tokens=self.max_tokens or token_budget(script, n_bars))
+                          max_tokens=self.max_tokens or token_budget(script, n_bars),
+                          density=self.density, polyphony=self.polyphony)
         sampling = SamplingConfig(self.temperature, self.top_k, self.top_p, self.seed)
         return Request(script, cond, sampling, self.n_samples)
 
