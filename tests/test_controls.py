@@ -118,3 +118,17 @@ def test_levels():
     assert [level(x) for x in LEVELS] == list(range(5)) and level("3") == 3
     with pytest.raises(ControlError, match="control level 'loud'"):
         level("loud")
+
+
+def test_tied_values_leave_no_bin_unreachable():
+    """Most bars are monophonic (polyphony exactly 1): plain quantiles would put three edges
+    at 1.0; the tie-aware edges give the tie one bin and split the rest."""
+    rng = np.random.default_rng(0)
+    values = np.r_[np.ones(600), 1 + rng.exponential(1.0, 400)]
+    edges = bin_edges(values)
+    assert edges[0] == 1.0 and len(set(edges)) == 4 and list(edges) == sorted(edges)
+    bins = ControlBins(edges, edges)
+    got = bins.bin("polyphony", values, np.zeros(len(values), dtype=bool))
+    counts = np.bincount(got, minlength=5)
+    assert counts[0] == 600 and all(80 <= c <= 120 for c in counts[1:])
+    assert bin_edges(np.ones(10)) == (1.0, 2.0, 3.0, 4.0)  # nothing above the tie

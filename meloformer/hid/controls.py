@@ -4,11 +4,12 @@
 
 - note density of a bar: its notes per quarter note (notes / bar length in quarters);
 - polyphony of a bar: its notes per onset (notes / POS tokens), 1 for a monophonic line.
-Bin k of N_BINS holds the values between the edges k-1 and k (edges: the training data's
-quantiles at 1/N .. (N-1)/N over the non-empty bars, stored in meta.json `control_bins`); an
-empty bar is bin 0. Controls are written right after the bar's opener (BAR, or FILL_START in
-a fill), each optional: training keeps each with probability `train.control_rate`, so the
-model learns every control as optional, and generation writes only the ones asked for.
+Bin k of N_BINS holds the values in (edge k-1, edge k] (edges: the training data's
+quantiles over the non-empty bars, tie-aware (bin_edges), stored in meta.json
+`control_bins`); an empty bar is bin 0. Controls are written right after the bar's opener
+(BAR, or FILL_START in a fill), each optional: training keeps each with probability
+`train.control_rate`, so the model learns every control as optional, and generation writes
+only the ones asked for.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class ControlBins:
     def bin(self, kind: str, values: np.ndarray, empty: np.ndarray) -> np.ndarray:
         """Bin of each value (int64); empty bars are bin 0."""
         edges = np.asarray(getattr(self, kind))
-        return np.where(empty, 0, np.searchsorted(edges, values, side="right")).astype(np.int64)
+        return np.where(empty, 0, np.searchsorted(edges, values, side="left")).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,24 @@ def bar_quarters(enc: Encoding, vocab: Vocab, n_bars: int) -> np.ndarray:
 
 
 def bin_edges(values: np.ndarray) -> tuple[float, ...]:
-    """The inner quantile edges (1/N .. (N-1)/N) of `values` (non-empty bars)."""
-    if len(values) == 0:
-        return tuple(float(k) for k in range(1, N_BINS))
-    qs = np.quantile(np.asarray(values, dtype=np.float64), np.arange(1, N_BINS) / N_BINS)
-    return tuple(float(q) for q in np.maximum.accumulate(qs))
+    """N_BINS - 1 ascending inner edges (bin of v = the number of edges below v): quantiles
+    of `values` (the non-empty bars), tie-aware.
+
+    Plain quantiles collapse where many bars share one value (most bars are monophonic:
+    polyphony exactly 1), leaving bins no bar can reach. So the edges are drawn greedily:
+    each is the 1/k quantile of the values above the previous edge, k the bins still to
+    fill; a tied mass gets one bin and the rest of the distribution is split among the
+    others. Edges past the largest value step up by 1 (bins that stay empty).
+    """
+    vals = np.sort(np.asarray(values, dtype=np.float64))
+    edges: list[float] = []
+    while len(edges) < N_BINS - 1:
+        rest = vals[vals > edges[-1]] if edges else vals
+        if len(rest) == 0:
+            edges.append((edges[-1] if edges else 0.0) + 1.0)
+            continue
+        edges.append(float(np.quantile(rest, 1 / (N_BINS - len(edges)))))
+    return tuple(edges)
 
 
 def realised(enc: Encoding, vocab: Vocab, bins: ControlBins) -> dict[str, np.ndarray]:
