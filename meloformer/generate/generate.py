@@ -16,7 +16,7 @@ from meloformer.generate.constrain import Controller, GenerationError
 from meloformer.generate.rows import CellTracker, build_rows
 from meloformer.generate.sampling import SamplingConfig, pool_closing, sample
 from meloformer.generate.script import Script, prompt_tokens
-from meloformer.generate.step import extend, run_rows
+from meloformer.generate.step import StepFn, extend, forward_rows
 from meloformer.hid.encoding import Encoding
 from meloformer.hid.vocab import EOS, Vocab
 from meloformer.model.batch import Batch
@@ -39,27 +39,31 @@ class Cached:
     Args:
         static: give every decode step one shape (one summary row, all slots attended), so
             that `compile` can capture it once.
-        compile: decode with torch.compile(run_rows, mode="reduce-overhead") (CUDA graphs on
+        compile: decode with torch.compile(step, mode="reduce-overhead") (CUDA graphs on
             GPU; gpt-fast's compiled decode_one_token). Implies static.
         prefill_chunk: prompt tokens per prefill step (bounds the (Q, K) mask of a long
             prompt, e.g. the given song of add-track).
+        step: the tensor part of a step (default `forward_rows`; bench/generate.py passes a
+            frozen older one to compare).
     """
 
     def __init__(self, model: MeloFormer, batch: int, max_tokens: int, max_summaries: int,
-                 static: bool = False, compile: bool = False, prefill_chunk: int = 1024):
+                 static: bool = False, compile: bool = False, prefill_chunk: int = 1024,
+                 step: StepFn = forward_rows):
         p = next(model.parameters())
         self.model, self.static, self.chunk = model, static or compile, prefill_chunk
         self.cache = DecodeCache(model.cfg, batch, max_tokens, max_summaries, p.device, p.dtype)
         self.trackers = [CellTracker() for _ in range(batch)]
-        self.step_fn = (torch.compile(run_rows, mode="reduce-overhead", fullgraph=True)
-                        if compile else run_rows)
+        self.eager_step = step
+        self.step_fn = (torch.compile(step, mode="reduce-overhead", fullgraph=True)
+                        if compile else step)
 
     def _step(self, tokens: np.ndarray, metas: np.ndarray, static: bool) -> torch.Tensor:
         cfg = self.model.cfg
         rows = build_rows(self.trackers, tokens, metas, self.cache.length, self.cache.geometry,
                           summaries=not self.cache.dense, summarize_empty=cfg.summarize_empty,
                           summary_rows=int(static and not self.cache.dense))
-        step = self.step_fn if static else run_rows
+        step = self.step_fn if static else self.eager_step
         return extend(self.model, self.cache, rows, step, full_range=static)[:, -1]
 
     def prefill(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:

@@ -2,10 +2,10 @@
 close, with every per-row value the model needs (embedding inputs, RoPE coordinates, the mask
 tables of meloformer.model.layout) and the cache slot each row writes.
 
-A (track, bar) cell closes when a token outside it arrives (a header, or a body token of
-another cell; with infilling, a fill is a cell apart from its placeholder: cells.fill_section).
-Its summary is computed in that same step: no earlier token may see it (its
-clock is 2 * last + 1), and the token that closes it is the first that may.
+The values come from meloformer.model.layout.CellTracker, the incremental form of the layout
+rules (which cell a token opens or closes, clocks, coordinates); this module only places the
+rows in slots and packs them. A cell's summary is computed in the step of the token that closes
+it: no earlier token may see it, and that token is the first that may.
 """
 
 from __future__ import annotations
@@ -14,73 +14,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from meloformer.hid.vocab import BOS, Family
-from meloformer.model.layout import BODY, HEADER, PAD, SUMMARY, SUMMARY_FAMILY
+from meloformer.model.layout import PAD_VALUE, CellTracker
+
+__all__ = ["COLUMNS", "CacheFull", "CellTracker", "QueryRows", "build_rows"]
 
 # Columns of a row record: the Layout tables (kind, track, bar, cell, clock, family, fill), RoPE
 # coordinates (bar, pos, index in cell), embedding inputs (id, program, track) and the slot.
 COLUMNS = ("kind", "track", "bar", "cell", "clock", "family", "fill", "c_bar", "c_pos", "c_idx",
            "id", "program", "slot")
-_INACTIVE = dict(kind=PAD, track=0, bar=0, cell=-2, clock=0, family=SUMMARY_FAMILY, fill=0,
-                 c_bar=0, c_pos=0, c_idx=0, id=0, program=0, slot=0)  # a summary row left unused
+# A summary row left unused: padding-slot table values, writing to the scratch slot 0.
+_INACTIVE = {name: PAD_VALUE.get(name, 0) for name in COLUMNS}
 
 
 class CacheFull(RuntimeError):
     """More tokens or summaries than the cache was allocated for (the message says which)."""
-
-
-@dataclass
-class CellTracker:
-    """Cell bookkeeping of one batch row across steps (plain Python ints)."""
-
-    n_cells: int = 0
-    n_summaries: int = 0
-    open: bool = False
-    fill: int = 0  # 1 from the first FILL_MARK token on (the fill section)
-    key: tuple[int, int, int] = (0, 0, 0)
-    first: int = 0
-    program: int = 0
-    last_coords: tuple[int, int, int] = (0, 0, 0)
-
-    def close(self, last: int, summarize_empty: bool) -> dict | None:
-        """Close the open cell whose last token is at `last`; its summary row, if it gets one."""
-        self.open = False
-        if last == self.first and not summarize_empty:
-            return None  # a lone BAR: no summary (Layout.summarised)
-        track, bar, fill = self.key
-        self.n_summaries += 1
-        return dict(kind=SUMMARY, track=track, bar=bar, cell=self.n_cells - 1,
-                    clock=2 * last + 1, family=SUMMARY_FAMILY, fill=fill,
-                    c_bar=self.last_coords[0], c_pos=self.last_coords[1],
-                    c_idx=self.last_coords[2], id=0, program=self.program,
-                    summary=self.n_summaries)
-
-    def regular(self, i: int, tok: int, meta: tuple[int, ...]) -> dict:
-        """The row of regular token `tok` at HID position i (opens a cell if needed)."""
-        track, bar, typ, pos, program = (int(m) for m in meta)
-        self.fill = self._fill_after(typ)
-        if tok == BOS or typ == Family.TRACK:
-            coords, kind, cell = (bar, pos, i), HEADER, -1
-        else:
-            if not self.open:
-                self.open, self.first, self.program = True, i, program
-                self.key = (track, bar, self.fill)
-                self.n_cells += 1
-            kind, cell = BODY, self.n_cells - 1
-            coords = self.last_coords = (bar, pos, i - self.first)
-        return dict(kind=kind, track=track, bar=bar, cell=cell, clock=2 * i, family=typ,
-                    fill=self.fill, c_bar=coords[0], c_pos=coords[1], c_idx=coords[2], id=tok,
-                    program=program)
-
-    def closes(self, tok: int, meta: tuple[int, ...]) -> bool:
-        """Does token `tok` with metadata `meta` fall outside the open cell?"""
-        header = tok == BOS or int(meta[2]) == Family.TRACK
-        key = (int(meta[0]), int(meta[1]), self._fill_after(int(meta[2])))
-        return self.open and (header or key != self.key)
-
-    def _fill_after(self, typ: int) -> int:
-        """The fill flag once a token of family `typ` is read."""
-        return int(self.fill or typ == Family.FILL_MARK)
 
 
 @dataclass

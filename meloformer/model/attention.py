@@ -6,6 +6,10 @@ MaskPlan, shared by all layers) and its three executors.
 - sdpa: scaled_dot_product_attention with the dense boolean mask of the same mask_mod
   (CPU training, and the oracle in the tests).
 - dense: plain causal SDPA over the regular tokens, no summaries (baseline).
+
+With a KVCache (generation's prefill and decode), the plan is a decode plan
+(MeloFormer.decode_plan): the query rows' rotary tables, the cache slot each row writes, the
+slot range [lo, hi) to attend over and the (B, 1, Q, hi - lo) mask; the executor is sdpa.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
+from meloformer.model.cache import LayerKV
 from meloformer.model.config import ModelConfig
 from meloformer.model.layout import Layout
 from meloformer.model.plan import flex_block_size, resolve_executor, summary_order
@@ -34,22 +39,27 @@ flex_compiled = torch.compile(flex_attention, dynamic=False)
 
 @dataclass(frozen=True)
 class AttentionPlan:
-    """Everything the layers need for one batch, on the model's device, wrapped once from a
-    MaskPlan by MeloFormer.attention_plan.
+    """Everything the layers need for one batch (or one cached step), on the model's device,
+    built once and shared by all layers: by MeloFormer.attention_plan from a MaskPlan, or by
+    MeloFormer.decode_plan for query rows against a KVCache.
 
     Attributes:
         executor: "flex", "sdpa" or "dense".
-        layout: the Layout (execution order, summaries).
-        rope: cos/sin tables (B, 1, L, D/2) of the execution order (dense: L = T).
+        layout: the Layout (execution order, summaries); None in a decode plan.
+        rope: cos/sin tables (B, 1, L, D/2) of the query rows (dense: L = T).
         block_mask: flex only.
-        mask: sdpa only, (B, 1, L, L) bool.
+        mask: sdpa only, (B, 1, L, K) bool; K = L, or hi - lo in a decode plan.
+        slot: decode plan only: the cache slot each query row writes, (B, L) int64.
+        span: decode plan only: the slot range [lo, hi) the rows attend over.
     """
 
     executor: str
-    layout: Layout
+    layout: Layout | None
     rope: tuple[torch.Tensor, torch.Tensor]
     block_mask: BlockMask | None = None
     mask: torch.Tensor | None = None
+    slot: torch.Tensor | None = None
+    span: tuple[int, int] | None = None
 
     @property
     def length(self) -> int:
@@ -98,6 +108,16 @@ class Attention(nn.Module):
         B, _, L, _ = y.shape
         return self.wo(y.transpose(1, 2).reshape(B, L, -1))
 
-    def forward(self, x: torch.Tensor, plan: AttentionPlan) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, plan: AttentionPlan, cache: LayerKV | None = None
+                ) -> torch.Tensor:
+        """x (B, L, C) -> (B, L, C). Without a cache the rows attend over each other under
+        the plan; with one, they first write their keys/values at plan.slot, then attend over
+        the cache's slots plan.span under plan.mask (so a summary closed in this step reads
+        its cell's keys of this layer, and the closing token reads that summary, as in the
+        full forward pass)."""
         q, k, v = self.project(x, plan.rope)
+        if cache is not None:
+            lo, hi = plan.span
+            keys, values = cache.update(plan.slot, k, v)  # (B, KV, N, D)
+            k, v = keys[:, :, lo:hi], values[:, :, lo:hi]  # views, no copy
         return self.output(attend(q, k, v, plan))

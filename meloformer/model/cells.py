@@ -2,9 +2,13 @@
 
 A cell is the run of tokens of one (document, track, bar) in HID order. The header tokens of
 a document (BOS and the track-opening DRUMS/PROGRAM tokens) belong to no cell. With infilling
-(docs/hid.md "Infilling") a document's tokens from its first FILL_START on are its fill
-section: a fill is a cell of its own, apart from its in-place placeholder of the same
+(docs/hid.md "Infilling") a document's tokens from its first FILL_MARK (FILL_START) on are its
+fill section: a fill is a cell of its own, apart from its in-place placeholder of the same
 (track, bar).
+
+The cell rules (`is_header`, `opens_fill`, `cell_key`, `gets_summary`) are written once, for
+tensors, numpy arrays and Python ints alike: find_cells applies them to a whole batch, and the
+incremental decoder (layout.CellTracker) to one token at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,30 @@ from meloformer.model.batch import Batch
 # Folding the document into track and bar ids lets the rules compare them without a separate
 # same-document test: bars of different documents are >= 2 * MAX_BARS apart.
 MAX_BARS, MAX_TRACKS = 8192, 256
+
+
+def is_header(ids, family):
+    """Header tokens (no cell): BOS and the track openers (family TRACK)."""
+    return (ids == BOS) | (family == int(Family.TRACK))
+
+
+def opens_fill(family):
+    """A FILL_MARK token (the first is a FILL_START): from the first one on, a document's
+    tokens are its fill section."""
+    return family == int(Family.FILL_MARK)
+
+
+def cell_key(doc, track, bar, fill=0):
+    """One integer per (document, track, bar, fill section or not): a body token starts a new
+    cell where its key differs from the previous body token's (a header between them neither
+    breaks nor starts one)."""
+    return ((doc * MAX_TRACKS + track) * MAX_BARS + bar) * 2 + fill
+
+
+def gets_summary(first, last, summarize_empty: bool):
+    """Does the cell of HID positions first..last get a summary slot? Every cell of >= 2
+    tokens; a one-token cell (an empty bar: its BAR alone) only if summarize_empty."""
+    return summarize_empty | (last > first)
 
 
 @dataclass(frozen=True)
@@ -66,13 +94,13 @@ def find_cells(batch: Batch, summarize_empty: bool = False) -> Cells:
     """
     B, T = batch.shape
     real = batch.doc >= 0
-    header = real & ((batch.ids == BOS) | (batch.type == int(Family.TRACK)))
+    header = real & is_header(batch.ids, batch.type)
     body = real & ~header
     idx = torch.arange(T, device=batch.device).expand(B, T)
     fill = fill_section(batch)
     # A cell starts where (doc, track, bar, fill) differs from the previous *body* token: the
     # header token between two tracks neither breaks nor starts a cell.
-    key = ((batch.doc * MAX_TRACKS + batch.track) * MAX_BARS + batch.bar) * 2 + fill
+    key = cell_key(batch.doc, batch.track, batch.bar, fill)
     last_body = torch.where(body, idx, -1).cummax(dim=1).values
     prev = torch.cat([idx.new_full((B, 1), -1), last_body[:, :-1]], dim=1)
     start = body & ((prev < 0) | (key.gather(1, prev.clamp(min=0)) != key))
@@ -82,10 +110,9 @@ def find_cells(batch: Batch, summarize_empty: bool = False) -> Cells:
     cell_fill = fill.new_zeros(B, n_cells + 1).scatter_reduce(
         1, torch.where(body, cell, n_cells), fill.long(), "amax"
     )[:, :n_cells]
-    size = attrs["last"] - attrs["first"] + 1
     return Cells(
         **attrs,
-        summarised=attrs["valid"] & (summarize_empty | (size > 1)),
+        summarised=attrs["valid"] & gets_summary(attrs["first"], attrs["last"], summarize_empty),
         token_cell=torch.where(body, cell, torch.where(header, -1, -2)),
         header=header,
         fill=cell_fill.bool(),
@@ -101,7 +128,7 @@ def fill_section(batch: Batch) -> torch.Tensor:
     """
     B, T = batch.shape
     idx = torch.arange(T, device=batch.device).expand(B, T)
-    mark = (batch.type == int(Family.FILL_MARK)) & (batch.doc >= 0)
+    mark = opens_fill(batch.type) & (batch.doc >= 0)
     last_mark = torch.where(mark, idx, -1).cummax(dim=1).values  # latest mark at or before
     doc_of_mark = batch.doc.gather(1, last_mark.clamp(min=0))
     return ((last_mark >= 0) & (doc_of_mark == batch.doc) & (batch.doc >= 0)).long()

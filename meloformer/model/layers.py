@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from meloformer.model.attention import Attention, AttentionPlan
+from meloformer.model.cache import LayerKV
 from meloformer.model.config import ModelConfig
 
 
@@ -29,6 +30,9 @@ class Block(nn.Module):
     Regular tokens and summaries share every weight (Museformer's share_sum_reg_params):
     the summaries are extra rows of the same attention call, which keeps every parameter
     on the loss path (no dead summary weights in the last layer).
+
+    Training, prefill and one-token decode all run this forward; decoding passes the layer's
+    KVCache view (see Attention.forward).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -39,6 +43,7 @@ class Block(nn.Module):
         self.ffn = FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, plan: AttentionPlan) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.attn_norm(x), plan))
+    def forward(self, x: torch.Tensor, plan: AttentionPlan, cache: LayerKV | None = None
+                ) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.attn_norm(x), plan, cache))
         return x + self.drop(self.ffn(self.ffn_norm(x)))

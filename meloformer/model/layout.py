@@ -14,29 +14,76 @@ Vocabulary (per batch row):
 - execution order: where each query/key row sits in the attention call: regular tokens (HID
   order, or bar-major when `perm` is set), then the summary slots ((bar, track) or
   (track, bar) order), then padding slots.
+
+The clock, kind and RoPE-coordinate rules are written once here, used by build_layout over a
+whole batch and by CellTracker, the incremental layout of one row that generation's decoder
+keeps token by token (meloformer/generate/rows.py); the cell rules come from cells.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 from meloformer.hid.vocab import Family
 from meloformer.model.batch import Batch
-from meloformer.model.cells import MAX_BARS, MAX_TRACKS, Cells
+from meloformer.model.cells import (
+    MAX_BARS,
+    MAX_TRACKS,
+    Cells,
+    cell_key,
+    gets_summary,
+    is_header,
+    opens_fill,
+)
 
 BODY, HEADER, SUMMARY, PAD = 0, 1, 2, 3
 SUMMARY_FAMILY = len(Family)  # `family` of summary and padding slots (neutral for the type rule)
 
 
+def token_clock(i):
+    """Clock of the regular token at HID position i (tensor, array or int)."""
+    return 2 * i
+
+
+def summary_clock(last):
+    """Clock of the summary of a cell whose last token is at HID position `last`: complete
+    right after that token, visible strictly later."""
+    return 2 * last + 1
+
+
 @dataclass(frozen=True)
-class Layout:
+class MaskTables:
+    """The per-slot tables the attention rules (masks.py) read, each (B, L) int32: kind, doc,
+    track, bar, cell, clock, family, fill (see the module docstring). The one definition of
+    these fields: Layout extends it, and generation's decode cache keeps one as its slot
+    tables."""
+
+    kind: torch.Tensor
+    doc: torch.Tensor
+    track: torch.Tensor
+    bar: torch.Tensor
+    cell: torch.Tensor
+    clock: torch.Tensor
+    family: torch.Tensor
+    fill: torch.Tensor
+
+
+MASK_TABLES = tuple(f.name for f in fields(MaskTables))  # the field names, in order
+
+
+# Table values of a padding slot (0 for the other tables).
+PAD_VALUE = {"kind": PAD, "doc": -1, "cell": -2, "family": SUMMARY_FAMILY}
+
+
+@dataclass(frozen=True)
+class Layout(MaskTables):
     """Per-row tables in execution order, each (B, L) int32 unless noted; L = T + S.
 
     Attributes:
-        kind, doc, track, bar, cell, clock, family, fill: see the module docstring; `track` and
-            `bar` have the document folded in (doc * MAX_TRACKS + track, doc * MAX_BARS + bar).
+        kind, doc, track, bar, cell, clock, family, fill: the MaskTables; `track` and `bar`
+            have the document folded in (doc * MAX_TRACKS + track, doc * MAX_BARS + bar).
         coords: RoPE coordinates (bar, onset position, index in cell), (B, L, 3) int64.
         summary_cell: cell of each summary slot, (B, S) int64 (0 at padding slots).
         summary_valid: (B, S) bool.
@@ -47,14 +94,6 @@ class Layout:
         n_regular: T.
     """
 
-    kind: torch.Tensor
-    doc: torch.Tensor
-    track: torch.Tensor
-    bar: torch.Tensor
-    cell: torch.Tensor
-    clock: torch.Tensor
-    family: torch.Tensor
-    fill: torch.Tensor
     coords: torch.Tensor
     summary_cell: torch.Tensor
     summary_valid: torch.Tensor
@@ -156,10 +195,10 @@ def build_layout(
         coords = coords.gather(1, perm[..., None].expand(B, T, 3))
     tables = {}
     for name, value in regular.items():
-        extra = _pad(summary[name], pad_slots, _PAD_VALUE.get(name, 0))
+        extra = _pad(summary[name], pad_slots, PAD_VALUE.get(name, 0))
         tables[name] = torch.cat([value, extra], dim=1)
     # Padding slots keep distinct clocks past every real token (they only see themselves).
-    tables["clock"][:, T + S :] = 2 * torch.arange(T + S, L, device=batch.device)
+    tables["clock"][:, T + S :] = token_clock(torch.arange(T + S, L, device=batch.device))
     tables["track"] = _fold(tables["doc"], tables["track"], MAX_TRACKS)
     tables["bar"] = _fold(tables["doc"], tables["bar"], MAX_BARS)
     return Layout(
@@ -172,6 +211,76 @@ def build_layout(
         perm=perm,
         n_regular=T,
     )
+
+
+@dataclass
+class CellTracker:
+    """The incremental layout of one batch row (one song: document 0) for cached decoding:
+    fed the row's tokens in HID order, step by step, it gives each token's entries and the
+    summary entry of each cell a token closes, by the rules build_layout applies to a whole
+    batch (is_header, cell_key, gets_summary, token_clock, summary_clock, the coordinates), so
+    the cache holds what the full forward pass would (tests/test_generate_cache.py).
+
+    An entry is a dict of the MaskTables values (but doc), the RoPE coordinates c_bar, c_pos,
+    c_idx and the embedding inputs id, program. A cell closes when a token outside it arrives
+    (a header, or a body token of another cell); no earlier token may see its summary.
+    Plain Python ints: no tensors, no host syncs.
+    """
+
+    n_cells: int = 0
+    n_summaries: int = 0
+    open: bool = False
+    fill: int = 0  # 1 from the row's first FILL_MARK token on (its fill section)
+    key: int = 0
+    track_bar: tuple[int, int] = (0, 0)
+    first: int = 0
+    program: int = 0
+    last_coords: tuple[int, int, int] = (0, 0, 0)
+
+    def closes(self, tok: int, meta) -> bool:
+        """Does token `tok` with metadata `meta` (track, bar, type, pos, program) fall outside
+        the open cell?"""
+        track, bar, typ = int(meta[0]), int(meta[1]), int(meta[2])
+        key = cell_key(0, track, bar, self._fill_after(typ))
+        return self.open and bool(is_header(tok, typ) or key != self.key)
+
+    def _fill_after(self, typ: int) -> int:
+        """The fill flag once a token of family `typ` is read (cells.fill_section's rule)."""
+        return int(self.fill or bool(opens_fill(typ)))
+
+    def close(self, last: int, summarize_empty: bool) -> dict | None:
+        """Close the open cell, whose last token is at HID position `last`; return its summary
+        entry (with "summary": its 1-based number in the row), or None if it gets none."""
+        self.open = False
+        if not gets_summary(self.first, last, summarize_empty):
+            return None
+        track, bar = self.track_bar
+        self.n_summaries += 1
+        # A summary sits at its cell's last token: same RoPE coordinates, clock just after.
+        return dict(kind=SUMMARY, track=track, bar=bar, cell=self.n_cells - 1,
+                    clock=summary_clock(last), family=SUMMARY_FAMILY, fill=self.key % 2,
+                    c_bar=self.last_coords[0], c_pos=self.last_coords[1],
+                    c_idx=self.last_coords[2], id=0, program=self.program,
+                    summary=self.n_summaries)
+
+    def regular(self, i: int, tok: int, meta) -> dict:
+        """The entry of token `tok` at HID position i (opening a cell if none is open); call
+        `closes`/`close` first."""
+        track, bar, typ, pos, program = (int(m) for m in meta)
+        self.fill = self._fill_after(typ)
+        if is_header(tok, typ):
+            # Index from the document's first token (position 0 of the row).
+            coords, kind, cell = (bar, pos, i), HEADER, -1
+        else:
+            if not self.open:
+                self.open, self.key, self.first = True, cell_key(0, track, bar, self.fill), i
+                self.track_bar, self.program = (track, bar), program
+                self.n_cells += 1
+            kind, cell = BODY, self.n_cells - 1
+            coords = self.last_coords = (bar, pos, i - self.first)
+        return dict(kind=kind, track=track, bar=bar, cell=cell, clock=token_clock(i),
+                    family=typ, fill=self.fill, c_bar=coords[0], c_pos=coords[1],
+                    c_idx=coords[2], id=tok, program=program)
 
 
 def _regular_tables(batch: Batch, cells: Cells) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -190,7 +299,7 @@ def _regular_tables(batch: Batch, cells: Cells) -> tuple[dict[str, torch.Tensor]
         "track": batch.track,
         "bar": batch.bar,
         "cell": cell,
-        "clock": 2 * idx,
+        "clock": token_clock(idx),
         "family": torch.where(kind == PAD, SUMMARY_FAMILY, batch.type),
         "fill": cells.token_fill.long(),
     }
@@ -210,14 +319,12 @@ def _summary_tables(
         "track": cells.track.gather(1, slot_cell),
         "bar": cells.bar.gather(1, slot_cell),
         "cell": torch.where(slot_valid, slot_cell, -2),
-        "clock": 2 * last + 1,
+        "clock": summary_clock(last),
         "family": torch.full_like(slot_cell, SUMMARY_FAMILY),
         "fill": (cells.fill.gather(1, slot_cell) & slot_valid).long(),
     }
     return tables, coords.gather(1, last[..., None].expand(B, S, 3))
 
-
-_PAD_VALUE = {"kind": PAD, "doc": -1, "cell": -2, "family": SUMMARY_FAMILY}
 
 
 def _doc_start(batch: Batch) -> torch.Tensor:

@@ -10,6 +10,7 @@ from torch import nn
 
 from meloformer.model.attention import AttentionPlan
 from meloformer.model.batch import IGNORE, Batch
+from meloformer.model.cache import DecodeRows, KVCache
 from meloformer.model.config import ModelConfig
 from meloformer.model.layers import Block
 from meloformer.model.plan import MaskPlan, block_mask, build_plan, resolve_executor
@@ -22,6 +23,10 @@ class MeloFormer(nn.Module):
     The regular tokens and the summary slots run through every layer as one stream of
     L = T + S rows (see layout.py); the mask decides who reads whom. Logits are produced for
     the regular tokens only, in HID order.
+
+    One path for training, prefill and decode: `embed_rows` builds every input row (a Batch's
+    rows in execution order, or a cached step's query rows) and `trunk` runs the blocks over
+    them, with a KVCache when decoding (`decode`) and without (`forward`).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -90,16 +95,52 @@ class MeloFormer(nn.Module):
         return AttentionPlan(plan.executor, lay, self.rope(coords), block_mask=bm,
                              mask=plan.mask)
 
+    def embed_rows(self, ids: torch.Tensor, program: torch.Tensor, track: torch.Tensor,
+                   summary: torch.Tensor | None = None) -> torch.Tensor:
+        """Input vectors (B, R, C) of R rows: the token's embedding, or the summary vector
+        where `summary` (B, R) is True, plus the program and track embeddings (of the cell,
+        for a summary). ids, program, track: (B, R) int64; summary None = all tokens."""
+        x = self.tok_emb(ids)
+        if summary is not None and self.summary_emb is not None:
+            x = torch.where(summary[..., None], self.summary_emb, x)
+        return x + self.program_emb(program) + self.track_emb(track)
+
     def embed(self, batch: Batch, plan: AttentionPlan) -> torch.Tensor:
         """Input rows in execution order: regular tokens, then summary slots, (B, L, C)."""
         lay = plan.layout
-        x = self.tok_emb(batch.ids) + self.program_emb(batch.program) + self.track_emb(batch.track)
+        ids, program, track = batch.ids, batch.program, batch.track
         if plan.executor == "dense":
-            return x
+            return self.embed_rows(ids, program, track)
         if lay.perm is not None:
-            x = x.gather(1, lay.perm[..., None].expand_as(x))
-        summary = self.program_emb(lay.summary_program) + self.track_emb(lay.summary_track)
-        return torch.cat([x, summary + self.summary_emb], dim=1)
+            ids, program, track = (t.gather(1, lay.perm) for t in (ids, program, track))
+        B, T = ids.shape
+        summary = torch.arange(lay.length, device=ids.device).expand(B, -1) >= T
+        return self.embed_rows(torch.cat([ids, ids.new_zeros(B, lay.n_summary)], dim=1),
+                               torch.cat([program, lay.summary_program], dim=1),
+                               torch.cat([track, lay.summary_track], dim=1), summary)
+
+    def trunk(self, x: torch.Tensor, plan: AttentionPlan, cache: KVCache | None = None
+              ) -> torch.Tensor:
+        """The block stack over input rows x (B, L, C) -> (B, L, C) (before the final norm,
+        which the callers apply to the rows they read out); with a cache, every layer reads
+        and writes its slice of it."""
+        for i, block in enumerate(self.blocks):
+            x = block(x, plan, None if cache is None else cache.layer(i))
+        return x
+
+    def decode_plan(self, rows: DecodeRows, mask: torch.Tensor, span: tuple[int, int]
+                    ) -> AttentionPlan:
+        """The plan of a cached step: the rows' rotary tables, their slots, and `mask`
+        (B, 1, Q, hi - lo) bool over the cache slots span = [lo, hi). No host sync."""
+        return AttentionPlan("sdpa", None, self.rope(rows.coords), mask=mask, slot=rows.slot,
+                             span=span)
+
+    def decode(self, rows: DecodeRows, plan: AttentionPlan, cache: KVCache) -> torch.Tensor:
+        """Logits (B, Q, V) of every query row of a cached step (prefill or one-token decode):
+        the rows' keys/values are written to `cache` layer by layer. No host sync (compilable).
+        """
+        x = self.embed_rows(rows.ids, rows.program, rows.track, rows.summary)
+        return self.lm_head(self.norm(self.trunk(x, plan, cache)))
 
     def forward(self, batch: Batch, plan: AttentionPlan | MaskPlan | None = None
                 ) -> torch.Tensor:
@@ -112,9 +153,7 @@ class MeloFormer(nn.Module):
             plan = self.plan(batch)
         elif isinstance(plan, MaskPlan):
             plan = self.attention_plan(plan)
-        x = self.embed(batch, plan)  # (B, L, C)
-        for block in self.blocks:
-            x = block(x, plan)
+        x = self.trunk(self.embed(batch, plan), plan)  # (B, L, C)
         T, perm = batch.shape[1], plan.layout.perm
         h = self.norm(x[:, :T])  # summary rows end here
         if plan.executor == "flex" and perm is not None:
