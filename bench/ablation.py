@@ -27,11 +27,10 @@ from common import print_table, write_json  # noqa: E402
 
 from meloformer.evaluate.evaluate import cropped, validation_songs  # noqa: E402
 from meloformer.evaluate.loss import family_loss  # noqa: E402
-from meloformer.generate.run import load_model  # noqa: E402
 from meloformer.hid import HIDConfig  # noqa: E402
 from meloformer.hid.encode import vocab_for  # noqa: E402
 from meloformer.model.config import ModelConfig  # noqa: E402
-from meloformer.train import train  # noqa: E402
+from meloformer.train import load_model, train  # noqa: E402
 from meloformer.train.config import TrainConfig, preset_config  # noqa: E402
 
 # ModelConfig overrides of each variant ("default" is the shipped configuration).

@@ -40,7 +40,7 @@ from meloformer.model.attention import (  # noqa: E402
     flex_compiled,
     summary_order,
 )
-from meloformer.model.blocks import from_block_maps, segment_dense_mask  # noqa: E402
+from meloformer.model.block_mask import from_block_maps, segment_dense_mask  # noqa: E402
 from meloformer.model.config import ModelConfig  # noqa: E402
 from meloformer.model.masks import mask_features, meloformer_mask  # noqa: E402
 from meloformer.model.plan import block_mask, build_plan  # noqa: E402

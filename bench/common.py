@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from meloformer.hid.encoding import META_FIELDS, Encoding
 from meloformer.hid.errors import HIDError
+from meloformer.hid.song import META_FIELDS, Encoding
 from meloformer.hid.vocab import BOS, Family
 from meloformer.model.batch import Batch
 

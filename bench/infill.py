@@ -28,15 +28,15 @@ import torch  # noqa: E402
 from common import print_table, write_json  # noqa: E402
 
 from meloformer.data.controls import read_control_bins  # noqa: E402
+from meloformer.data.crop import crop  # noqa: E402
+from meloformer.data.shards import ShardReader, build_index  # noqa: E402
 from meloformer.evaluate.infill import adherence, infill_quality  # noqa: E402
 from meloformer.generate.conditions import Conditions  # noqa: E402
 from meloformer.generate.generate import Request, generate  # noqa: E402
-from meloformer.generate.run import load_trained  # noqa: E402
 from meloformer.generate.sampling import SamplingConfig  # noqa: E402
 from meloformer.generate.script import from_scratch  # noqa: E402
 from meloformer.hid.controls import LEVELS  # noqa: E402
-from meloformer.train.crop import crop  # noqa: E402
-from meloformer.train.shards import ShardReader, build_index  # noqa: E402
+from meloformer.train.checkpoint import load_trained  # noqa: E402
 
 INSTRUMENTS = (128, 33, 0)  # canonical order: drums (track 0), bass (1), piano (2)
 PIANO = 2

@@ -58,8 +58,8 @@ from meloformer.data.config import DiscoverConfig  # noqa: E402
 from meloformer.data.discover import find_midi  # noqa: E402
 from meloformer.hid import HIDConfig  # noqa: E402
 from meloformer.hid.encode import encode_bytes, vocab_for  # noqa: E402
-from meloformer.hid.encoding import Encoding  # noqa: E402
 from meloformer.hid.errors import HIDError  # noqa: E402
+from meloformer.hid.song import Encoding  # noqa: E402
 from meloformer.hid.vocab import BOS, Family  # noqa: E402
 from meloformer.model.batch import IGNORE, Batch  # noqa: E402
 from meloformer.model.config import ModelConfig  # noqa: E402

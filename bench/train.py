@@ -42,7 +42,7 @@ from common import load_songs, song_row, write_json  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from meloformer.model.batch import Batch  # noqa: E402
-from meloformer.model.blocks import _representatives, _segment_pairs, segment_block_mask  # noqa: E402
+from meloformer.model.block_mask import _representatives, _segment_pairs, segment_block_mask  # noqa: E402
 from meloformer.model.cells import find_cells  # noqa: E402
 from meloformer.model.config import ModelConfig  # noqa: E402
 from meloformer.model.layout import build_layout  # noqa: E402

@@ -11,13 +11,13 @@ from typing import Any
 from meloformer.data.manifest import ManifestError
 from meloformer.data.pool import PreprocessError
 from meloformer.data.report import ValidationFailed
+from meloformer.data.shards import ShardError
 from meloformer.generate.conditions import ConditionError
 from meloformer.generate.constrain import GenerationError
 from meloformer.generate.script import ModeError
 from meloformer.hid.errors import HIDError
 from meloformer.train.checkpoint import CheckpointError
 from meloformer.train.loop import Interrupted
-from meloformer.train.shards import ShardError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     CheckpointError, ConditionError, GenerationError, HIDError, ManifestError, ModeError,

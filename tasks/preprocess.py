@@ -1,4 +1,10 @@
-"""Stage preprocess: encode the manifest's files into token shards, rejects and meta.json."""
+"""Stage preprocess: encode the manifest's files into token shards, rejects and meta.json.
+
+The stage's tasks are its three steps (shard_count, preprocess_shard, finalize): flows/data.py
+maps preprocess_shard over the shards so they spread over the task runner (a Dask cluster).
+There is no whole-stage task: one task running every shard would run them all on one worker.
+main() (DVC) runs the whole stage on PreprocessConfig.workers local processes.
+"""
 
 from __future__ import annotations
 
@@ -34,12 +40,6 @@ def preprocess_shard(manifest: Path, out_dir: Path, cfg: PreprocessConfig, shard
 def finalize(manifest: Path, out_dir: Path, cfg: PreprocessConfig) -> lib.PreprocessSummary:
     """Check every shard is there; write rejects.parquet and meta.json."""
     return lib.finalize(manifest, out_dir, cfg)
-
-
-@task
-def preprocess(manifest: Path, out_dir: Path, cfg: PreprocessConfig) -> lib.PreprocessSummary:
-    """The whole stage on cfg.workers processes."""
-    return lib.preprocess(manifest, out_dir, cfg, Path.cwd(), progress=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -152,10 +152,10 @@ def test_one_compile_per_length_bucket():
     from torch._dynamo.utils import counters
     from train_helpers import ALL_FIXTURES, FIXTURES
 
+    from meloformer.data.crop import crop
     from meloformer.hid.encode import encode_file
     from meloformer.model.recompile import RECOMPILE_LIMIT, graphs_needed
     from meloformer.train.config import TrainConfig
-    from meloformer.train.crop import crop
 
     assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT
     assert torch._dynamo.config.fail_on_recompile_limit_hit  # never a silent eager fallback

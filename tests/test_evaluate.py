@@ -13,7 +13,7 @@ from train_helpers import write_shards
 
 from meloformer.evaluate.evaluate import EvaluateConfig, evaluate
 from meloformer.evaluate.loss import family_loss
-from meloformer.generate.output import read_sample_ids
+from meloformer.generate import read_sample_ids
 from meloformer.generate.run import GenerateConfig, run_generate
 from meloformer.generate.script import first_bars
 from meloformer.hid import HIDConfig

@@ -124,7 +124,7 @@ def test_cache_overflow_is_a_clear_error():
 
 
 def _crop(song, n: int):
-    from meloformer.hid.encoding import Encoding
+    from meloformer.hid.song import Encoding
 
     arrays = {k: getattr(song, k)[:n] for k in ("ids", "track", "bar", "type", "pos", "program")}
     return Encoding(**arrays, n_bars=song.n_bars, n_tracks=song.n_tracks, n_notes=song.n_notes)

@@ -8,13 +8,13 @@ import mido
 import pytest
 import torch
 
+from meloformer.generate import read_sample_ids
 from meloformer.generate.__main__ import main
-from meloformer.generate.output import read_sample_ids
-from meloformer.generate.run import load_model
 from meloformer.generate.script import first_bars
 from meloformer.hid import HIDConfig
 from meloformer.hid.decode import decode, parse_tokens
 from meloformer.hid.encode import encode_file, vocab_for
+from meloformer.train import load_model
 
 VOCAB = vocab_for(HIDConfig())
 

@@ -100,9 +100,9 @@ def test_cli_infill_writes_the_song_with_the_spans_rewritten(tiny_checkpoint, tm
     from meloformer.generate.output import read_sample_ids
     from meloformer.hid.decode import decode
     from meloformer.hid.encode import encode_file
-    from meloformer.hid.encoding import Encoding
     from meloformer.hid.grammar import GrammarState
     from meloformer.hid.infill import fill_cells
+    from meloformer.hid.song import Encoding
 
     torch.set_num_threads(1)
     prompt = tmp_path / "song.mid"

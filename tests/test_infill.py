@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
+from meloformer.data.crop import crop
 from meloformer.hid import GrammarError, HIDConfig
 from meloformer.hid.decode import parse_tokens
 from meloformer.hid.encode import encode_file, vocab_for
@@ -14,7 +15,6 @@ from meloformer.hid.errors import MidiError
 from meloformer.hid.grammar import GrammarState
 from meloformer.hid.infill import Span, fill_cells, fill_mask, infill_layout, restore
 from meloformer.hid.vocab import EOS, Family
-from meloformer.train.crop import crop
 
 VOCAB = vocab_for(HIDConfig())
 SAMPLE = REPO / "data" / "raw" / "sample"

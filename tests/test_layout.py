@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import CORPUS, FIXTURES
 
-from meloformer.hid.encoding import META_FIELDS, Encoding
+from meloformer.hid.song import META_FIELDS, Encoding
 from meloformer.hid.vocab import BOS, EOS, Family, Vocab
 from meloformer.model.batch import IGNORE, PAD_DOC, Batch
 from meloformer.model.cells import find_cells

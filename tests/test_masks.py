@@ -10,15 +10,28 @@ from test_layout import real_songs, synthetic_song
 
 from meloformer.hid.vocab import BOS, Family
 from meloformer.model.batch import Batch
-from meloformer.model.blocks import dense_mask, segment_block_mask, segment_dense_mask
+from meloformer.model.block_mask import segment_block_mask, segment_dense_mask
 from meloformer.model.cells import find_cells
 from meloformer.model.config import ModelConfig
 from meloformer.model.layout import build_layout
-from meloformer.model.masks import mask_features, meloformer_mask
+from meloformer.model.masks import MaskMod, mask_features, meloformer_mask
 
 # The seed's type rule, spelled out independently of masks.type_table (query -> keys).
 T_, P_, L_, V_ = Family.POSITION, Family.PITCH, Family.DURATION, Family.VELOCITY
 TYPE_RULE = {T_: {T_, P_}, P_: {T_, P_}, L_: set(), V_: {V_}}
+
+
+def dense_mask(mask_mod: MaskMod, B: int, L: int, device, rows: int = 1024) -> torch.Tensor:
+    """The mask_mod evaluated at every (q, kv) pair, (B, 1, L, L) bool: the slow, direct
+    counterpart of the segment builders (query rows in chunks of `rows`)."""
+    b = torch.arange(B, device=device)[:, None, None]
+    h = torch.zeros((), dtype=torch.long, device=device)
+    kv = torch.arange(L, device=device)[None, None, :]
+    parts = []
+    for q0 in range(0, L, rows):
+        q = torch.arange(q0, min(q0 + rows, L), device=device)[None, :, None]
+        parts.append(mask_mod(b, h, q, kv).expand(B, q.shape[1], L))
+    return torch.cat(parts, dim=1)[:, None]
 
 
 def oracle(batch: Batch, cfg: ModelConfig, slots: list[list[tuple | None]]) -> np.ndarray:

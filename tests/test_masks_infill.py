@@ -13,7 +13,7 @@ from test_masks import CONFIGS, check_block_mask, check_hid_order
 from meloformer.hid.infill import Span, infill_layout
 from meloformer.hid.vocab import Vocab
 from meloformer.model.batch import Batch
-from meloformer.model.blocks import segment_dense_mask
+from meloformer.model.block_mask import segment_dense_mask
 from meloformer.model.cells import find_cells
 from meloformer.model.config import ModelConfig
 from meloformer.model.layout import build_layout

@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, corpus_index
 
-from meloformer.data.atomic import TMP_SUFFIX
 from meloformer.data.config import DiscoverConfig, PreprocessConfig
 from meloformer.data.discover import MANIFEST_FILE, discover
 from meloformer.data.manifest import read_manifest
@@ -26,7 +25,8 @@ from meloformer.data.preprocess import META_FILE, REJECTS_FILE, preprocess
 from meloformer.data.shards import SHARD_DIR, read_key, songs_file
 from meloformer.hid import HIDConfig, MidiError
 from meloformer.hid.encode import encode_bytes
-from meloformer.hid.encoding import Encoding
+from meloformer.hid.song import Encoding
+from meloformer.io import TMP_SUFFIX
 
 SAMPLE = REPO / "data" / "raw" / "sample"
 FAST = PreprocessConfig(workers=2, shard_size=4, timeout_s=0.5)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO, run_cmd
 
-from meloformer.hid.encoding import Encoding
+from meloformer.hid.song import Encoding
 
 pytest.importorskip("miditok", reason="bench extra not installed")
 sys.path.insert(0, str(REPO / "bench"))

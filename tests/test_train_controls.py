@@ -11,6 +11,7 @@ import torch
 from train_helpers import make_dataset
 
 from meloformer.data.controls import control_bins, read_control_bins
+from meloformer.data.shards import SHARD_DIR, ShardReader, build_index, songs_files
 from meloformer.hid import Vocab
 from meloformer.hid.controls import realised
 from meloformer.hid.grammar import GrammarState
@@ -22,7 +23,6 @@ from meloformer.model.plan import Planner
 from meloformer.train.config import TrainConfig
 from meloformer.train.loader import PlanDataset
 from meloformer.train.plan import DataPosition, plan_epoch
-from meloformer.train.shards import ShardReader, build_index, song_files
 
 VOCAB = Vocab()
 TINY = ModelConfig(n_layer=1, n_embd=64, n_head=2, n_kv_head=1, length_bucket=128)
@@ -32,7 +32,7 @@ CONTROL = (Family.DENSITY, Family.POLYPHONY)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = make_dataset(tmp_path_factory.mktemp("ctl-data"), copies=2, split_every=4)
-    bins = control_bins(song_files(root), VOCAB)
+    bins = control_bins(songs_files(root / SHARD_DIR), VOCAB)
     meta = root / "meta.json"
     body = json.loads(meta.read_text())
     meta.write_text(json.dumps({**body, "control_bins": bins.to_dict()}))

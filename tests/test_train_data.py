@@ -7,18 +7,18 @@ import pytest
 import torch
 from train_helpers import ALL_FIXTURES, FIXTURES, make_dataset, write_shards
 
+from meloformer.data.crop import crop
+from meloformer.data.shards import ShardError, ShardReader, build_index
 from meloformer.hid import HIDConfig, Vocab
 from meloformer.hid.encode import encode_file
-from meloformer.hid.encoding import META_FIELDS
 from meloformer.hid.grammar import GrammarState
+from meloformer.hid.song import META_FIELDS
 from meloformer.hid.vocab import BOS, EOS, Family
 from meloformer.model.batch import IGNORE
 from meloformer.model.config import ModelConfig
 from meloformer.model.plan import Planner, build_plan, resolve_executor
-from meloformer.train.crop import crop
 from meloformer.train.loader import PlanDataset, make_loader
 from meloformer.train.plan import DataPosition, epoch_order, plan_epoch
-from meloformer.train.shards import ShardError, ShardReader, build_index
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import pytest
 import torch
 from train_helpers import make_dataset
 
+from meloformer.data.crop import crop
+from meloformer.data.shards import ShardReader, build_index
 from meloformer.hid import Vocab
 from meloformer.hid.grammar import GrammarState
 from meloformer.hid.infill import restore
@@ -18,11 +20,9 @@ from meloformer.model.config import ModelConfig
 from meloformer.model.plan import Planner
 from meloformer.model.transformer import MeloFormer
 from meloformer.train.config import TrainConfig
-from meloformer.train.crop import crop
 from meloformer.train.infill import GROWTH, MAX_SPAN_BARS, random_span
 from meloformer.train.loader import PlanDataset
 from meloformer.train.plan import DataPosition, plan_epoch
-from meloformer.train.shards import ShardReader, build_index
 
 VOCAB = Vocab()
 TINY = ModelConfig(n_layer=1, n_embd=64, n_head=2, n_kv_head=1, length_bucket=128)

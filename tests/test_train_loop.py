@@ -10,6 +10,7 @@ import pytest
 import torch
 from train_helpers import make_dataset, tiny_model, tiny_train
 
+from meloformer.data.shards import build_index
 from meloformer.model.transformer import MeloFormer
 from meloformer.train import TooManyBadSteps, load_checkpoint, model_config_from, train
 from meloformer.train import loader as loader_module
@@ -20,7 +21,6 @@ from meloformer.train.horizon import epoch_steps
 from meloformer.train.optim import param_groups
 from meloformer.train.phases import Phase, phase_at
 from meloformer.train.schedule import lr_at
-from meloformer.train.shards import build_index
 
 
 @pytest.fixture(scope="module")

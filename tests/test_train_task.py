@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from train_helpers import make_dataset, tiny_model, tiny_train
 
-from meloformer.train.cli import build_parser, model_config, train_config
+from meloformer.train.__main__ import build_parser, model_config, train_config
 from meloformer.train.config import PRESETS, TrainConfig
 from tasks import train as train_task
 from tasks.params import ModelSection, Params, TrainSection

@@ -8,9 +8,8 @@ from dataclasses import asdict
 import pytest
 from train_helpers import make_dataset, tiny_model, tiny_train
 
-from meloformer.generate.run import load_trained
 from meloformer.hid import HIDConfig
-from meloformer.train import load_checkpoint, train
+from meloformer.train import load_checkpoint, load_trained, train
 from meloformer.train.vocabulary import (
     VocabError,
     VocabRecord,

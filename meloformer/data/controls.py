@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from meloformer.hid.controls import ControlBins, bin_edges, cell_stats
-from meloformer.hid.encoding import Encoding
+from meloformer.hid.song import Encoding
 from meloformer.hid.vocab import Vocab
 
 COLUMNS = ("ids", "track", "bar", "type")

@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from meloformer.data.atomic import atomic_path
 from meloformer.data.pool import PreprocessError
 from meloformer.data.shards import REJECT_SCHEMA, ROW_GROUP_SONGS, rejects_file, songs_file
+from meloformer.io import atomic_path
 
 DUPLICATE = "duplicate"  # the reject `error` of a later copy
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from meloformer.data.atomic import write_json
 from meloformer.data.config import SPLITS, DiscoverConfig
 from meloformer.data.manifest import write_manifest
+from meloformer.io import write_json
 
 MANIFEST_FILE = "manifest.parquet"
 SUMMARY_FILE = "discover.json"

@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from meloformer.data.atomic import atomic_path
 from meloformer.data.config import SPLITS
+from meloformer.io import atomic_path
 
 MANIFEST_SCHEMA = pa.schema(
     [

@@ -20,6 +20,14 @@ from meloformer.hid.vocab import VOCAB_VERSION, Family, Vocab
 STAT_COLUMNS = ["hash", "split", "n_tokens", "n_notes", "n_bars"]  # what totals are read from
 RANGE_QUANTILE = 0.005  # pitch_ranges: the lowest and highest 0.5 % of a program's notes are out
 RANGE_MIN_NOTES = 50  # programs with fewer training notes get no range
+META_FILE = "meta.json"  # beside shards/ in a processed dir
+
+
+def meta_path(data_dir: Path) -> Path:
+    """meta.json of a processed dir (`data_dir` may also be its shards/ subdir)."""
+    data_dir = Path(data_dir)
+    root = data_dir.parent if data_dir.name == SHARD_DIR else data_dir
+    return root / META_FILE
 
 
 def check_accounted(manifest: pd.DataFrame, songs: list[pa.Table], rejects: pa.Table) -> None:

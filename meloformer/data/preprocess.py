@@ -21,12 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import meloformer.hid
-from meloformer.data.atomic import atomic_path, write_json
 from meloformer.data.config import PreprocessConfig
 from meloformer.data.controls import control_bins
 from meloformer.data.dedup import StaleShards, deduplicate
 from meloformer.data.manifest import read_manifest
 from meloformer.data.meta import (
+    META_FILE,
     STAT_COLUMNS,
     build_meta,
     check_accounted,
@@ -49,8 +49,8 @@ from meloformer.data.shards import (
 from meloformer.data.worker import EncodeFn, ShardDone, ShardTask, WorkerSetup
 from meloformer.hid.encode import encode_bytes
 from meloformer.hid.vocab import Vocab
+from meloformer.io import atomic_path, write_json
 
-META_FILE = "meta.json"
 REJECTS_FILE = "rejects.parquet"
 
 __all__ = [

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from meloformer.io import json_ready
 
 MAX_EXAMPLES = 5  # offending rows kept per failed expectation
 
@@ -43,13 +44,6 @@ class Outcome:
         parts += [f"e.g. {self.examples[0]}"] if self.examples else []
         parts += [self.error] if self.error else []
         return f"{head} FAILED: {', '.join(parts)}"
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and other JSON-unfriendly values -> plain Python."""
-    return json.loads(
-        json.dumps(value, default=lambda x: x.item() if hasattr(x, "item") else str(x))
-    )
 
 
 def _columns(kwargs: dict) -> str:
@@ -91,7 +85,7 @@ def outcomes(batch: str, validation) -> list[Outcome]:
                 columns=_columns(config.kwargs),
                 success=bool(r.success),
                 unexpected=result.get("unexpected_count"),
-                examples=tuple(_plain(examples[:MAX_EXAMPLES])),
+                examples=tuple(json_ready(examples[:MAX_EXAMPLES])),
                 error=_error(r.exception_info),
             )
         )

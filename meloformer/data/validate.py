@@ -25,11 +25,11 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 
-from meloformer.data.atomic import write_json
 from meloformer.data.checks import song_checks
 from meloformer.data.config import SPLITS, ValidateConfig
 from meloformer.data.discover import DiscoverSummary
-from meloformer.data.preprocess import META_FILE, REJECTS_FILE
+from meloformer.data.meta import META_FILE
+from meloformer.data.preprocess import REJECTS_FILE
 from meloformer.data.report import Outcome, ValidationFailed, ValidationReport, outcomes
 from meloformer.data.shards import (
     LIST_FIELDS,
@@ -41,6 +41,7 @@ from meloformer.data.shards import (
 )
 from meloformer.hid.config import HIDConfig
 from meloformer.hid.vocab import BOS, EOS, Vocab
+from meloformer.io import write_json
 
 REPORT_FILE = "validation.json"
 SPLIT_SIGMAS = 4.0  # binomial standard errors allowed on top of split_tolerance (small corpora)

@@ -10,21 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
-from meloformer.data.atomic import write_json
-from meloformer.data.meta import read_pitch_ranges
-from meloformer.data.preprocess import META_FILE
+from meloformer.data.crop import crop
+from meloformer.data.meta import meta_path, read_pitch_ranges
+from meloformer.data.shards import ShardReader, build_index
+from meloformer.device import resolve_device
 from meloformer.evaluate.loss import family_loss
 from meloformer.evaluate.metrics import SONG_METRICS, Piece, PitchRanges, out_of_range_share
 from meloformer.evaluate.similarity import similarity_curve, similarity_error
-from meloformer.generate.output import read_sample_ids
-from meloformer.generate.run import load_trained, resolve_device
+from meloformer.generate import read_sample_ids
 from meloformer.hid.decode import parse_tokens
-from meloformer.hid.encoding import Encoding
 from meloformer.hid.score import Score
+from meloformer.hid.song import Encoding
 from meloformer.hid.vocab import Vocab
-from meloformer.train.crop import crop
-from meloformer.train.shards import ShardReader, build_index
-from meloformer.train.vocabulary import check_corpus
+from meloformer.io import write_json
+from meloformer.train import check_corpus, load_trained
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,7 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
                        cfg.batch_size)
     real = [parse_tokens(s.ids, vocab) for s in songs]
     generated = [parse_tokens(read_sample_ids(p), vocab) for p in files]
-    meta = Path(processed) / META_FILE
+    meta = meta_path(processed)
     ranges = read_pitch_ranges(meta) if meta.exists() else {}
     music, curves = music_metrics(real, generated, vocab, cfg.max_distance, ranges)
     metrics = {"loss": loss, "music": music, "n_real": len(real), "n_generated": len(generated)}

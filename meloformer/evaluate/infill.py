@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from meloformer.hid.controls import ControlBins, realised
-from meloformer.hid.encoding import META_FIELDS, Encoding
 from meloformer.hid.infill import Span, fill_mask, infill_layout
+from meloformer.hid.song import META_FIELDS, Encoding
 from meloformer.hid.vocab import BOS, EOS, Family, Vocab
 from meloformer.model.batch import Batch
 from meloformer.model.transformer import MeloFormer

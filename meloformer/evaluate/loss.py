@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from meloformer.hid.encoding import Encoding
+from meloformer.hid.song import Encoding
 from meloformer.hid.vocab import Family
 from meloformer.model.batch import IGNORE, Batch
 from meloformer.model.transformer import MeloFormer

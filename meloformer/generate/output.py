@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from meloformer.data.atomic import atomic_path
 from meloformer.generate.pianoroll import plot_pianoroll
 from meloformer.hid.decode import decode, parse_tokens
-from meloformer.hid.encoding import Encoding
+from meloformer.hid.song import Encoding
 from meloformer.hid.vocab import Vocab
+from meloformer.io import atomic_path
 
 
 def write_sample(song: Encoding, vocab: Vocab, out_dir: Path, stem: str,

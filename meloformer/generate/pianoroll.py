@@ -11,9 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from meloformer.data.atomic import atomic_path  # noqa: E402
 from meloformer.hid.score import Score  # noqa: E402
 from meloformer.hid.vocab import DRUM_PROGRAM  # noqa: E402
+from meloformer.io import atomic_path  # noqa: E402
 
 
 def track_label(program: int) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from meloformer.device import resolve_device
 from meloformer.generate.conditions import Conditions, parse_control
 from meloformer.generate.generate import Request, generate
 from meloformer.generate.output import write_sample
@@ -22,9 +23,8 @@ from meloformer.generate.script import (
 from meloformer.hid.encode import encode_file
 from meloformer.hid.infill import Span, restore
 from meloformer.hid.vocab import Vocab
-from meloformer.model.transformer import MeloFormer
-from meloformer.train.checkpoint import CheckpointError, load_checkpoint, model_config_from
-from meloformer.train.vocabulary import VocabError, VocabRecord, checkpoint_vocab
+from meloformer.io import json_ready
+from meloformer.train import load_trained
 
 
 @dataclass(frozen=True)
@@ -85,20 +85,6 @@ class GenerateConfig:
         return Request(script, cond, sampling, self.n_samples)
 
 
-def load_model(path: Path, device: str | torch.device = "cpu") -> MeloFormer:
-    """A MeloFormer from a training checkpoint (config + weights, torch.load weights_only).
-
-    Raises:
-        CheckpointError: missing/unreadable file or weights that do not fit the config.
-    """
-    return load_trained(path, device)[0]
-
-
-def resolve_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                        "cpu" if name == "auto" else name)
-
-
 def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
                  prompt_bars: int | None = None, add_program: int | None = None,
                  new_tracks: bool = False) -> tuple[Script, int | None]:
@@ -127,29 +113,6 @@ def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
     return continuation(given, prompt_bars, new_tracks), bars
 
 
-def load_trained(path: Path, device: str | torch.device = "cpu"
-                 ) -> tuple[MeloFormer, VocabRecord]:
-    """The model of a training checkpoint and the vocabulary it was trained on (stored in the
-    checkpoint: never taken from params).
-
-    Raises:
-        CheckpointError, VocabError: as load_model; a vocabulary record that does not match
-            the model.
-    """
-    ckpt = load_checkpoint(Path(path), map_location=device)
-    model = MeloFormer(model_config_from(ckpt)).to(device)
-    state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the stored config: {e}") from e
-    ckpt_vocab = checkpoint_vocab(ckpt, str(path), model.cfg.vocab_size)
-    if ckpt_vocab.size != model.cfg.vocab_size:
-        raise VocabError(f"{path}: vocab_size {model.cfg.vocab_size} != its vocabulary "
-                         f"{ckpt_vocab.hash} ({ckpt_vocab.size} tokens)")
-    return model.eval(), ckpt_vocab
-
-
 def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, **mode
                  ) -> list[dict[str, Path]]:
     """Generate cfg.n_samples songs from a checkpoint into out_dir (sample-000.mid/.png/.json),
@@ -168,7 +131,7 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, **mode
     vocab = record.vocab()
     script, n_bars = build_script(vocab, cfg, **mode)
     songs = generate(model, vocab, cfg.request(script, n_bars), compile=cfg.compile)
-    info = {"checkpoint": str(checkpoint), "config": _plain(asdict(cfg)),
+    info = {"checkpoint": str(checkpoint), "config": json_ready(cfg),
             "mode": {k: str(v) if isinstance(v, Path) else v for k, v in mode.items()}}
     spans = cfg.spans()
     if spans:  # write the songs in plain layout, the fills back in their bars
@@ -177,7 +140,3 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, **mode
     return [write_sample(s, vocab, out_dir, f"sample-{i:03d}", {**info, "index": i},
                          marks=marks)
             for i, s in enumerate(songs)]
-
-
-def _plain(d: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

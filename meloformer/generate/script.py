@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from meloformer.hid.encoding import Encoding
 from meloformer.hid.infill import Span, infill_layout
 from meloformer.hid.score import track_sort_key
+from meloformer.hid.song import Encoding
 from meloformer.hid.vocab import BOS, DRUM_PROGRAM, EOS, Family, Vocab
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import mido
 
 from meloformer.hid.config import HIDConfig
-from meloformer.hid.encoding import Encoding
 from meloformer.hid.errors import MidiParseError
 from meloformer.hid.quantize import quantize
 from meloformer.hid.score import Score
 from meloformer.hid.smf import read_smf
+from meloformer.hid.song import Encoding
 from meloformer.hid.tokens import encode_score
 from meloformer.hid.vocab import Vocab
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from meloformer.hid.encoding import META_FIELDS, Encoding
+from meloformer.hid.song import META_FIELDS, Encoding
 from meloformer.hid.vocab import BOS, EOS, Family, Vocab
 
 

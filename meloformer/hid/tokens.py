@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from meloformer.hid.encoding import Encoding
 from meloformer.hid.score import Score
+from meloformer.hid.song import Encoding
 from meloformer.hid.vocab import BOS, DRUM_PROGRAM, EOS, GLOBAL_PROGRAM, Family, Vocab
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from meloformer.hid.encoding import META_FIELDS, Encoding
+from meloformer.hid.song import META_FIELDS, Encoding
+from meloformer.hid.vocab import PAD
 
-PAD_ID = 0  # the vocabulary's PAD token
 PAD_DOC = -1  # `doc` value of padding positions
 IGNORE = -100  # `targets` value the loss skips (F.cross_entropy's ignore_index)
 
@@ -26,7 +26,7 @@ class Batch:
     Attributes:
         ids: token ids; PAD (0) past each row's real length.
         track, bar, type, pos, program: the HID metadata of each token (see
-            meloformer.hid.encoding.Encoding); 0 at padding positions.
+            meloformer.hid.song.Encoding); 0 at padding positions.
         doc: index of the song a token belongs to within its row (0, 1, 2, ... in packing
             order); PAD_DOC (-1) at padding positions. Attention never crosses documents.
         targets: the next token id inside the same document, IGNORE (-100) for the last token
@@ -100,7 +100,7 @@ class Batch:
         if longest > length:
             raise ValueError(f"Batch.from_encodings: a row has {longest} tokens > length {length}")
         names = [f.name for f in fields(cls)]
-        pad_value = {"doc": PAD_DOC, "targets": IGNORE}
+        pad_value = {"ids": PAD, "doc": PAD_DOC, "targets": IGNORE}  # metadata pads with 0
         out = {}
         for name in names:
             full = np.full((len(packed), length), pad_value.get(name, 0), dtype=np.int64)

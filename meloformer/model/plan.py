@@ -20,7 +20,7 @@ import torch
 from torch.nn.attention.flex_attention import BlockMask
 
 from meloformer.model.batch import IGNORE, Batch
-from meloformer.model.blocks import segment_block_mask, segment_dense_mask
+from meloformer.model.block_mask import segment_block_mask, segment_dense_mask
 from meloformer.model.cells import find_cells
 from meloformer.model.config import ModelConfig
 from meloformer.model.layout import Layout, build_layout
@@ -118,7 +118,7 @@ def build_plan(batch: Batch, cfg: ModelConfig, executor: str, device: torch.devi
                ) -> MaskPlan:
     """The plan of `batch` for a model on `device`, computed on the batch's device (CPU in
     the loader). Its op count does not grow with B or T (every pass is vectorised over rows,
-    segments and tokens; see blocks.py).
+    segments and tokens; see block_mask.py).
 
     Args:
         batch: the Batch (rows padded to a static bucket length).

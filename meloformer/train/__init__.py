@@ -1,10 +1,20 @@
-"""Phased training of MeloFormer on the preprocessed shards (see loop.train)."""
+"""Phased training of MeloFormer on the preprocessed shards (see loop.train), and the
+checkpoint it writes: what other stages read of training is exported here (load_trained, the
+vocabulary check), so they import no module of this package directly."""
 
-from meloformer.train.checkpoint import CheckpointError, load_checkpoint, model_config_from
+from meloformer.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    load_trained,
+    model_config_from,
+)
 from meloformer.train.config import PRESETS, TrainConfig, preset_config
 from meloformer.train.loop import TooManyBadSteps, train
+from meloformer.train.vocabulary import VocabError, VocabRecord, check_corpus
 
 __all__ = [
-    "PRESETS", "CheckpointError", "TooManyBadSteps", "TrainConfig", "load_checkpoint",
-    "model_config_from", "preset_config", "train",
+    "PRESETS", "CheckpointError", "TooManyBadSteps", "TrainConfig", "VocabError", "VocabRecord",
+    "check_corpus", "load_checkpoint", "load_model", "load_trained", "model_config_from",
+    "preset_config", "train",
 ]

@@ -1,17 +1,20 @@
 """Checkpoints: one file holding everything a run needs to continue exactly, written
 atomically and read back with torch.load(weights_only=True) (tensors and plain containers only,
-no pickled objects). It carries the model config, so generation needs no params file."""
+no pickled objects). It carries the model config and the vocabulary, so generation and
+evaluation need no params file: `load_trained` rebuilds the model and its vocabulary from it."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from meloformer.data.atomic import atomic_path
+from meloformer.io import atomic_path, json_ready
 from meloformer.model.config import ModelConfig
+from meloformer.model.transformer import MeloFormer
+from meloformer.train.vocabulary import VocabError, VocabRecord, checkpoint_vocab
 
 FORMAT = "meloformer-checkpoint-1"
 LAST = "last.pt"
@@ -24,7 +27,7 @@ class CheckpointError(ValueError):
 def model_config_dict(cfg: ModelConfig) -> dict[str, Any]:
     """The init fields of a ModelConfig as plain values (tuples become lists)."""
     init = {f.name for f in fields(cfg) if f.init}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items() if k in init}
+    return {k: v for k, v in json_ready(cfg).items() if k in init}
 
 
 def model_config_from(ckpt: dict[str, Any]) -> ModelConfig:
@@ -73,3 +76,35 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} file")
     return ckpt
+
+
+def load_trained(path: Path, device: str | torch.device = "cpu"
+                 ) -> tuple[MeloFormer, VocabRecord]:
+    """The model of a training checkpoint and the vocabulary it was trained on (stored in the
+    checkpoint: never taken from params).
+
+    Raises:
+        CheckpointError: missing/unreadable file or weights that do not fit the config.
+        VocabError: a vocabulary record that is malformed or does not match the model.
+    """
+    ckpt = load_checkpoint(Path(path), map_location=device)
+    model = MeloFormer(model_config_from(ckpt)).to(device)
+    state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the stored config: {e}") from e
+    ckpt_vocab = checkpoint_vocab(ckpt, str(path), model.cfg.vocab_size)
+    if ckpt_vocab.size != model.cfg.vocab_size:
+        raise VocabError(f"{path}: vocab_size {model.cfg.vocab_size} != its vocabulary "
+                         f"{ckpt_vocab.hash} ({ckpt_vocab.size} tokens)")
+    return model.eval(), ckpt_vocab
+
+
+def load_model(path: Path, device: str | torch.device = "cpu") -> MeloFormer:
+    """A MeloFormer from a training checkpoint (config + weights, torch.load weights_only).
+
+    Raises:
+        CheckpointError, VocabError: as load_trained.
+    """
+    return load_trained(path, device)[0]

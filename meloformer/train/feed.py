@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from meloformer.data.shards import SongIndex
 from meloformer.hid.controls import ControlBins
 from meloformer.hid.vocab import Vocab
 from meloformer.model.config import ModelConfig
@@ -17,7 +18,6 @@ from meloformer.train.dist import DistInfo, all_reduce
 from meloformer.train.loader import MicroBatch, PlanDataset, make_loader
 from meloformer.train.phases import Phase
 from meloformer.train.plan import DataPosition, PlannedBatch, plan_epoch
-from meloformer.train.shards import SongIndex
 
 
 @dataclass(frozen=True)

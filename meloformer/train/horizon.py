@@ -9,10 +9,10 @@ boundaries, and the cosine schedule ends where the data does.
 
 from __future__ import annotations
 
+from meloformer.data.shards import SongIndex
 from meloformer.train.config import TrainConfig
 from meloformer.train.phases import phase_at
 from meloformer.train.plan import DataPosition, PlannedBatch, plan_epoch
-from meloformer.train.shards import SongIndex
 
 
 def epoch_steps(index: SongIndex, cfg: TrainConfig, world: int = 1) -> int:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from meloformer.hid.encoding import Encoding
+from meloformer.data.crop import crop
 from meloformer.hid.infill import Span, infill_layout
+from meloformer.hid.song import Encoding
 from meloformer.hid.vocab import BOS, EOS, Family, Vocab
 from meloformer.model.batch import IGNORE, Batch
-from meloformer.train.crop import crop
 
 MAX_SPAN_BARS = 8
 GROWTH = 2 * MAX_SPAN_BARS  # tokens a span adds at most (FILL_START and FILL_END per bar)

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from meloformer.data.crop import crop
+from meloformer.data.shards import ShardReader, SongIndex
 from meloformer.hid.controls import ControlBins, add_controls
 from meloformer.hid.vocab import Vocab
 from meloformer.model.batch import IGNORE, Batch
 from meloformer.model.plan import MaskPlan, Planner
-from meloformer.train.crop import crop
 from meloformer.train.infill import (
     control_rng,
     ignore_placeholder_targets,
@@ -26,7 +27,6 @@ from meloformer.train.infill import (
     song_example,
 )
 from meloformer.train.plan import PlannedBatch
-from meloformer.train.shards import ShardReader, SongIndex
 
 
 @dataclass(frozen=True)

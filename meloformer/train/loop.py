@@ -15,7 +15,6 @@ import json
 import signal
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +22,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from meloformer.data.controls import read_control_bins
+from meloformer.data.meta import meta_path
+from meloformer.data.shards import build_index
+from meloformer.device import resolve_device
+from meloformer.io import json_ready
 from meloformer.model.config import ModelConfig
 from meloformer.model.transformer import MeloFormer
 from meloformer.train.checkpoint import (
@@ -36,14 +39,13 @@ from meloformer.train.checkpoint import (
     set_rng_state,
 )
 from meloformer.train.config import TrainConfig
-from meloformer.train.dist import DistInfo, all_reduce, init_distributed
+from meloformer.train.dist import all_reduce, init_distributed
 from meloformer.train.feed import DataFeed, DataState
 from meloformer.train.horizon import epoch_steps
 from meloformer.train.metrics import TrainLogger
 from meloformer.train.optim import build_optimizer
 from meloformer.train.phases import oom_line, phase_at, switch_line
 from meloformer.train.schedule import lr_at
-from meloformer.train.shards import build_index
 from meloformer.train.step import LossModule, train_step
 from meloformer.train.vocabulary import (
     VocabError,
@@ -51,7 +53,6 @@ from meloformer.train.vocabulary import (
     check_corpus,
     checkpoint_vocab,
     corpus_vocab,
-    meta_path,
 )
 
 
@@ -70,7 +71,7 @@ class Interrupted(RuntimeError):
 def run_key(cfg: TrainConfig, model_cfg: ModelConfig, data_dir: Path) -> str:
     """sha256 of the resolved configs and the bytes of every shard: the same key means the
     same run, so a checkpoint with this key can be continued."""
-    h = hashlib.sha256(json.dumps([_plain(cfg), model_config_dict(model_cfg)],
+    h = hashlib.sha256(json.dumps([json_ready(cfg), model_config_dict(model_cfg)],
                                   sort_keys=True).encode())
     root = Path(data_dir) / "shards" if (Path(data_dir) / "shards").is_dir() else Path(data_dir)
     for path in sorted(root.rglob("*.parquet")):
@@ -79,15 +80,6 @@ def run_key(cfg: TrainConfig, model_cfg: ModelConfig, data_dir: Path) -> str:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
     return h.hexdigest()
-
-
-def resolve_device(device: str, dist_info: DistInfo) -> torch.device:
-    """"auto" -> cuda (this rank's GPU) when available, else cpu."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        return torch.device("cuda", dist_info.local_rank)
-    return torch.device(device)
 
 
 def train(
@@ -118,7 +110,7 @@ def train(
     """
     info = init_distributed("cuda" if "cuda" in device or (
         device == "auto" and torch.cuda.is_available()) else "cpu")
-    dev = resolve_device(device, info)
+    dev = resolve_device(device, info.local_rank)
     ckpt_path = Path(out_dir) / "checkpoints" / LAST
     ckpt = load_checkpoint(ckpt_path, dev) if resume is True and ckpt_path.exists() else None
     key = run_key(cfg, model_cfg, data_dir)
@@ -184,7 +176,7 @@ class _Run:
         self.log = TrainLogger(out_dir, info.is_main, self.total_steps, metrics_dir)
         if note:
             self.log.line(note)
-        if ckpt is not None and ckpt["train_config"] != _plain(cfg):
+        if ckpt is not None and ckpt["train_config"] != json_ready(cfg):
             self.log.line("warning: resuming with a train config that differs from the "
                           "checkpoint's; the data order follows the new one")
 
@@ -333,7 +325,8 @@ class _Run:
     def _state(self) -> dict:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "model_config": model_config_dict(self.model.cfg), "train_config": _plain(self.cfg),
+            "model_config": model_config_dict(self.model.cfg),
+            "train_config": json_ready(self.cfg),
             "run_key": self.key, "complete": self.complete,
             "vocab": self.vocab.to_dict(),
             "step": self.step, "bad_steps": self.bad_steps, "oom_halvings": self.oom_halvings,
@@ -364,14 +357,10 @@ class _Run:
 
     def _config(self) -> dict:
         """What actually runs: the resolved TrainConfig and ModelConfig (dvc exp show)."""
-        return {"train": _plain(self.cfg), "model": model_config_dict(self.model.cfg)}
+        return {"train": json_ready(self.cfg), "model": model_config_dict(self.model.cfg)}
 
     def _finish(self) -> dict:
         summary = self._summary()
         self.log.line(f"done: { {k: v for k, v in summary.items() if k != 'config'} }")
         all_reduce(torch.zeros(1, device=self.dev))  # ranks leave together
         return summary
-
-
-def _plain(cfg: TrainConfig) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}

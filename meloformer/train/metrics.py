@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from meloformer.data.atomic import write_json, write_text
 from meloformer.data.progress import Progress
+from meloformer.io import write_json, write_text
 
 METRICS_FILE = Path("train.json")
 CURVE_FILE = Path("plots") / "train_loss.tsv"

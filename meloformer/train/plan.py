@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from meloformer.train.shards import SongIndex
+from meloformer.data.shards import SongIndex
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from meloformer.data.shards import SHARD_DIR
+from meloformer.data.meta import meta_path
 from meloformer.hid.config import HIDConfig
 from meloformer.hid.encode import vocab_for
 from meloformer.hid.vocab import Vocab
-
-META_FILE = "meta.json"
 
 
 class VocabError(ValueError):
@@ -54,13 +52,6 @@ class VocabRecord:
             raise VocabError(f"{where}: HIDConfig gives vocabulary {rebuilt.hash} "
                              f"({rebuilt.size} tokens) but records {record.hash} ({record.size})")
         return record
-
-
-def meta_path(data_dir: Path) -> Path:
-    """meta.json of a processed dir (`data_dir` may also be its shards/ subdir)."""
-    data_dir = Path(data_dir)
-    root = data_dir.parent if data_dir.name == SHARD_DIR else data_dir
-    return root / META_FILE
 
 
 def corpus_vocab(data_dir: Path) -> VocabRecord:

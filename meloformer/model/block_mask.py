@@ -1,5 +1,5 @@
-"""Turn a mask_mod into what the kernels take: a dense boolean mask (SDPA) or a BlockMask
-(flex). Both evaluate the same mask_mod.
+"""Turn a mask_mod into what the kernels take: a BlockMask (flex) or a dense boolean mask
+(SDPA). Both evaluate the same mask_mod, on segments rather than on every (q, kv) pair.
 
 The BlockMask is built from *segments*, not from the (L, L) grid: a segment is a run of rows
 in execution order, inside one block, over which every table the mask reads is constant
@@ -10,12 +10,12 @@ except the clock (one cell, one summary...). For such masks, with R the segment-
 so a segment pair has a visible entry iff the mask holds at (its latest query, its earliest
 key), and is all visible iff the mask holds at (its earliest query, its latest key). That
 needs the mask_mod at O(segments^2) points instead of O(L^2). tests/test_masks.py checks
-the result against the dense evaluation.
+both against the mask_mod evaluated at every (q, kv) pair and against a rule-by-rule oracle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,37 +27,6 @@ from meloformer.model.masks import MaskMod
 # fixed op count (kernel launches on a GPU), and a quarter of the pairs' intermediates alive
 # at a time (B=8, T=8192 at 128-blocks: S ~ 1,500, so ~5M pairs per slice).
 SEGMENT_CHUNKS = 4
-
-
-def _chunks(mask_mod: MaskMod, B: int, L: int, device, rows: int) -> Iterator[torch.Tensor]:
-    """mask_mod on query rows q0..q0+rows of the (L, L) grid, (B, rows, L) bool each."""
-    b = torch.arange(B, device=device)[:, None, None]
-    h = torch.zeros((), dtype=torch.long, device=device)
-    kv = torch.arange(L, device=device)[None, None, :]
-    for q0 in range(0, L, rows):
-        q = torch.arange(q0, min(q0 + rows, L), device=device)[None, :, None]
-        yield mask_mod(b, h, q, kv).expand(B, q.shape[1], L)
-
-
-def dense_mask(mask_mod: MaskMod, B: int, L: int, device, rows: int = 1024) -> torch.Tensor:
-    """The mask as a (B, 1, L, L) bool tensor (SDPA's attn_mask; True = attend)."""
-    return torch.cat(list(_chunks(mask_mod, B, L, device, rows)), dim=1)[:, None]
-
-
-def dense_block_mask(
-    mask_mod: MaskMod, B: int, L: int, block: int | tuple[int, int], device
-) -> BlockMask:
-    """A BlockMask from the full (L, L) evaluation, chunk by chunk (any mask_mod; slow)."""
-    q_block, kv_block = _pair(block)
-    _n_blocks(L, q_block)
-    nk = _n_blocks(L, kv_block)
-    any_parts, all_parts = [], []
-    for chunk in _chunks(mask_mod, B, L, device, q_block * max(1, 2048 // q_block)):
-        tiles = chunk.reshape(B, -1, q_block, nk, kv_block)  # (B, q blocks, q, kv blocks, kv)
-        any_parts.append(tiles.any(dim=4).any(dim=2))
-        all_parts.append(tiles.all(dim=4).all(dim=2))
-    nonempty, full = torch.cat(any_parts, 1), torch.cat(all_parts, 1)
-    return from_block_maps(nonempty, full, (q_block, kv_block), mask_mod)
 
 
 def segment_block_mask(
@@ -95,7 +64,8 @@ def segment_block_mask(
 def segment_dense_mask(
     mask_mod: MaskMod, features: Sequence[torch.Tensor], clock: torch.Tensor
 ) -> torch.Tensor:
-    """The same mask as dense_mask, (B, 1, L, L) bool, expanded from segment pairs.
+    """The mask as a (B, 1, L, L) bool tensor (SDPA's attn_mask; True = attend), expanded
+    from segment pairs.
 
     Same contract as segment_block_mask: exact for self | (segment rule & causal) masks,
     and far cheaper than evaluating the mask_mod L^2 times (segments are contiguous runs,

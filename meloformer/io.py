@@ -1,4 +1,6 @@
-"""Atomic file writes: write a temp file beside the target, fsync, then os.replace.
+"""File output shared by every stage: atomic writes, and values made JSON-ready.
+
+Atomic file writes: write a temp file beside the target, fsync, then os.replace.
 
 A reader (or a rerun after SIGKILL) sees either the old file or the complete new one, never a
 partial one. Temp names end in TMP_SUFFIX and carry the writer's pid, so two writers never share
@@ -11,6 +13,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +59,23 @@ def write_text(target: Path, text: str) -> None:
 def write_json(target: Path, obj: Any) -> None:
     """Atomically write `obj` as indented, key-sorted JSON (stable bytes for DVC)."""
     write_text(target, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def json_ready(value: Any) -> Any:
+    """`value` as plain JSON values: dataclass instances -> dicts, tuples -> lists, numpy
+    scalars and arrays -> Python numbers and lists (`.item()`/`.tolist()`), dict keys -> str,
+    anything else JSON cannot hold -> its str(). Used wherever a config or a result is stored
+    (JSON files, checkpoints: torch.load(weights_only=True) reads the same plain values)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if hasattr(value, "tolist"):  # numpy arrays and scalars (a scalar's tolist is its item)
+        return json_ready(value.tolist())
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
