@@ -156,3 +156,25 @@ def test_pianoroll_marks_must_lie_in_the_song(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="mark 1:2-4 outside the song"):
         plot_pianoroll(score, 12, tmp_path / "b.png", marks=[(1, 2, 4)])
+
+
+def test_params_section_expresses_infill(tiny_checkpoint, tmp_path):
+    """generate.prompt + generate.infill (the pipeline's route: no CLI mode arguments)."""
+    import json
+
+    from meloformer.generate.run import GenerateConfig, run_generate
+    from meloformer.hid.decode import decode
+
+    torch.set_num_threads(1)
+    prompt = tmp_path / "song.mid"
+    song = _sample_song(SAMPLE_FILES[0], 5)
+    decode(song.ids, VOCAB).save(prompt)
+    cfg = GenerateConfig(n_samples=1, prompt=str(prompt), infill=("0:1-2",),
+                         max_tokens=len(song) + 300, device="cpu")
+    (paths,) = run_generate(tiny_checkpoint, tmp_path / "out", cfg)
+    record = json.loads(paths["json"].read_text())
+    assert record["config"]["infill"] == ["0:1-2"] and record["n_bars"] == 5
+    with pytest.raises(ValueError, match="infill span"):
+        GenerateConfig(infill=("0-1",))
+    with pytest.raises(ValueError, match="needs a prompt"):
+        run_generate(tiny_checkpoint, tmp_path / "o2", GenerateConfig(infill=("0:1",)))
