@@ -11,6 +11,9 @@
    with a random density bin and a random polyphony bin asked for every bar of the piano track,
    drawn once with the requests (forced after each bar's BAR) and once without (the baseline,
    checked against the same requests). The bins are the corpus's (meta.json control_bins).
+3. Music-metric gap: one random span per val song (the song's first bars that fit 1024
+   tokens), filled by the model (top-p 0.95); per metric the mean over the real spans, over
+   the filled ones, and |gap| (meloformer/evaluate/infill.py fill_metric_gap).
 One process; CPU timings are not the point here.
 """
 
@@ -30,11 +33,11 @@ from common import print_table, write_json  # noqa: E402
 from meloformer.data.controls import read_control_bins  # noqa: E402
 from meloformer.data.crop import crop  # noqa: E402
 from meloformer.data.shards import ShardReader, build_index  # noqa: E402
-from meloformer.evaluate.infill import adherence, infill_quality  # noqa: E402
+from meloformer.evaluate.infill import adherence, fill_metric_gap, infill_quality  # noqa: E402
 from meloformer.generate.conditions import Conditions  # noqa: E402
 from meloformer.generate.generate import Request, generate  # noqa: E402
 from meloformer.generate.sampling import SamplingConfig  # noqa: E402
-from meloformer.generate.script import from_scratch  # noqa: E402
+from meloformer.generate.script import first_bars, from_scratch  # noqa: E402
 from meloformer.hid.controls import LEVELS  # noqa: E402
 from meloformer.train.checkpoint import load_trained  # noqa: E402
 
@@ -47,6 +50,14 @@ def val_songs(processed: Path, n: int, seed: int) -> list:
     reader = ShardReader(index)
     rng = np.random.default_rng(seed)
     return [crop(reader.song(i), 1024, rng) for i in range(min(n, len(index)))]
+
+
+def first_bars_within(song, max_tokens: int):
+    """The song's first bars (EOS kept) holding at most max_tokens tokens (at least 1 bar)."""
+    k = song.n_bars
+    while k > 1 and len(first_bars(song, k).ids) > max_tokens:
+        k = max(1, k * 3 // 4)
+    return first_bars(song, k)
 
 
 def control_runs(model, vocab, bins, n: int, bars: int, seed: int) -> list[dict]:
@@ -94,8 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     print_table([quality], list(quality))
     controls = control_runs(model, vocab, bins, args.samples, args.bars, args.seed)
     print_table(controls, ["run", "samples", "density_match", "polyphony_match"])
+    index = build_index(args.processed, "val")
+    reader = ShardReader(index)
+    windows = [first_bars_within(reader.song(i), 1024)
+               for i in range(min(args.songs, len(index)))]
+    gap = fill_metric_gap(model, windows, vocab, args.seed)
+    print_table([{"metric": k, **v} for k, v in gap.items()], ["metric", "real", "filled", "gap"])
     if args.json:
-        write_json(args.json, {"infill": quality, "controls": controls,
+        write_json(args.json, {"infill": quality, "controls": controls, "metric_gap": gap,
                                "checkpoint": str(args.checkpoint)})
 
 

@@ -32,5 +32,6 @@ def test_bench_infill_prints_both_tables(tiny_checkpoint, tmp_path):
     record = json.loads(out.read_text())
     assert record["infill"]["spans"] >= 1 and record["infill"]["notes"] > 0
     assert [r["run"] for r in record["controls"]] == ["with controls", "no-control baseline"]
+    assert set(record["metric_gap"]) >= {"pitch_class_entropy", "polyphony", "note_density"}
     for r in record["controls"]:
         assert 0.0 <= r["density_match"] <= 1.0 and 0.0 <= r["polyphony_match"] <= 1.0

@@ -69,3 +69,22 @@ def test_adherence_counts_realised_bins():
     wrong = [{c: {"density": (v["density"] + 1) % 5} for c, v in r.items()} for r in requests]
     assert adherence(songs, wrong, VOCAB, BINS)["density"] == 0.0
     assert not np.isin(songs[0].type, (Family.DENSITY,)).any()
+
+
+def test_span_piece_and_fill_metric_gap():
+    from meloformer.evaluate.infill import SPAN_METRICS, fill_metric_gap, span_piece
+
+    _, enc = SONGS[0]
+    score = parse_tokens(enc.ids, VOCAB)
+    piece = span_piece(score, Span(0, 1, 2), VOCAB)
+    sel = (score.track == 0) & (score.bar >= 1) & (score.bar <= 2)
+    assert piece.score.n_notes == sel.sum() and piece.score.n_bars == 2
+    assert piece.length == int(VOCAB.bar_steps[score.ts[1:3]].sum())
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = MeloFormer(ModelConfig(**TINY)).eval()
+    songs = [first_bars(e, min(4, e.n_bars)) for _, e in SONGS[:2]]
+    gap = fill_metric_gap(model, songs, VOCAB)
+    assert set(gap) == set(SPAN_METRICS)
+    for v in gap.values():
+        assert v["gap"] == abs(v["filled"] - v["real"]) or np.isnan(v["gap"])

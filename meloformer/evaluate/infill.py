@@ -9,6 +9,7 @@ and controls").
 - Control adherence: for each requested (track, bar, kind, bin), whether the bar as written
   realises that bin (hid.controls.realised); the share over all requests, beside the share of
   a no-control baseline (the same requests checked against samples drawn without them).
+- Music-metric gap: the metrics of the spans the model fills against the real spans'.
 """
 
 from __future__ import annotations
@@ -21,8 +22,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from meloformer.evaluate.metrics import (
+    Piece,
+    empty_beat_rate,
+    note_density,
+    pitch_class_entropy,
+    polyphony,
+    scale_consistency,
+)
+from meloformer.generate.conditions import Conditions
+from meloformer.generate.generate import Request, generate
+from meloformer.generate.sampling import SamplingConfig
+from meloformer.generate.script import infill
 from meloformer.hid.controls import ControlBins, realised
-from meloformer.hid.infill import Span, fill_mask, infill_layout
+from meloformer.hid.decode import parse_tokens
+from meloformer.hid.infill import Span, fill_mask, infill_layout, restore
+from meloformer.hid.score import Score
 from meloformer.hid.song import META_FIELDS, Encoding
 from meloformer.hid.vocab import BOS, EOS, Family, Vocab
 from meloformer.model.batch import Batch
@@ -140,3 +155,53 @@ def adherence(songs: Sequence[Encoding], requests: Sequence[dict], vocab: Vocab,
                 k = where.get(cell)
                 hits[kind].append(k is not None and int(got[kind][k]) == value)
     return {kind: float(np.mean(h)) if h else float("nan") for kind, h in hits.items()}
+
+
+SPAN_METRICS = {
+    "pitch_class_entropy": pitch_class_entropy,
+    "scale_consistency": scale_consistency,
+    "polyphony": polyphony,
+    "note_density": note_density,
+    "empty_beat_rate": empty_beat_rate,
+}
+
+
+def span_piece(score: Score, span: Span, vocab: Vocab) -> Piece:
+    """The span's bars of its track as a Piece of their own (bars renumbered from 0)."""
+    first, last = span.first, span.last + 1
+    sel = (score.track == span.track) & (score.bar >= first) & (score.bar < last)
+    sub = Score(
+        starts=score.starts[first:last] - score.starts[first], ts=score.ts[first:last],
+        tempos=[], chords=None, programs=[score.programs[span.track]],
+        track=np.zeros(int(sel.sum()), dtype=score.track.dtype),
+        bar=score.bar[sel] - first, pos=score.pos[sel], pitch=score.pitch[sel],
+        dur=score.dur[sel], vel=score.vel[sel],
+    )
+    return Piece.from_score(sub, vocab)
+
+
+def fill_metric_gap(model: MeloFormer, songs: Sequence[Encoding], vocab: Vocab,
+                    seed: int = 0) -> dict:
+    """The music metrics of the spans the model fills against the real spans: one random
+    span per song (songs with EOS: whole songs or first_bars windows), filled by sampling
+    (top-p 0.95); per metric the mean over real spans, over filled spans, and |gap|."""
+    rng = np.random.default_rng(seed)
+    real, filled = {k: [] for k in SPAN_METRICS}, {k: [] for k in SPAN_METRICS}
+    for k, song in enumerate(songs):
+        span = random_span(song, rng)
+        if span is None:
+            continue
+        n_bars = span.last - span.first + 1
+        req = Request(infill(vocab, song, [span]),
+                      Conditions(max_tokens=len(song) + 2 * n_bars + 256),
+                      SamplingConfig(seed=seed + k))
+        (out,) = generate(model, vocab, req)
+        for store, ids in ((real, song.ids), (filled, restore(out, vocab).ids)):
+            piece = span_piece(parse_tokens(ids, vocab), span, vocab)
+            for name, fn in SPAN_METRICS.items():
+                store[name].append(fn(piece))
+    out = {}
+    for name in SPAN_METRICS:
+        r, f = np.nanmean(real[name] or [np.nan]), np.nanmean(filled[name] or [np.nan])
+        out[name] = {"real": float(r), "filled": float(f), "gap": float(abs(f - r))}
+    return out
