@@ -15,7 +15,7 @@ from meloformer.model.cache import KVCache
 from meloformer.model.cells import find_cells
 from meloformer.model.layout import CellTracker, build_layout
 
-FIELDS = ("kind", "track", "bar", "cell", "clock", "family")
+FIELDS = ("kind", "track", "bar", "cell", "clock", "family", "fill")
 
 
 def tracked(song, summarize_empty: bool) -> tuple[list[dict], list[dict]]:
@@ -33,10 +33,15 @@ def tracked(song, summarize_empty: bool) -> tuple[list[dict], list[dict]]:
 
 
 @pytest.mark.parametrize("summarize_empty", [False, True])
-@pytest.mark.parametrize("which", ["real", "synthetic"])
+@pytest.mark.parametrize("which", ["real", "synthetic", "infill"])
 def test_cell_tracker_matches_build_layout(which, summarize_empty):
     song = (fixture_song("miditok_multitrack_drums", 4) if which == "real"
             else synthetic_song(3, n_tracks=4, n_bars=5, p_empty=0.5))
+    if which == "infill":  # fills: cells apart from their placeholders (docs/model.md)
+        from meloformer.hid.infill import Span, infill_layout
+        from meloformer.hid.vocab import Vocab
+
+        song = infill_layout(song, [Span(1, 1, 2), Span(3, 4, 4)], Vocab())
     batch = Batch.from_encodings([[song]])
     lay = build_layout(batch, find_cells(batch, summarize_empty=summarize_empty))
     T = len(song.ids)

@@ -135,7 +135,7 @@ def test_cache_buffers_are_static_addresses():
     such a graph only when every mutated input is a static address."""
     cache = DecodeCache(ModelConfig(**TINY), 2, 16, 9)
     buffers = list(cache.buffers())
-    assert len(buffers) == 2 + 7  # k, v and the seven slot tables
+    assert len(buffers) == 2 + 8  # k, v and the eight slot tables (fill included)
     assert all(getattr(b, "_dynamo_static_input_type", None) for b in buffers)
     assert all(getattr(cache.tables, name) is getattr(cache, f"table_{name}")
                for name in ("kind", "clock", "cell"))

@@ -63,10 +63,18 @@ def test_last_bar_is_no_denser_than_the_others(instruments):
     pieces = sample_songs(instruments)
     ratios = [last_bar_ratio(p) for p in pieces]
     assert max(ratios) <= 1.5, ratios
-    for p in pieces:  # and no climb to the top of the keyboard at the end
-        s = p.score
-        melodic = p.pitched()
-        assert not (melodic & (s.bar == s.n_bars - 1) & (s.pitch >= 100)).any()
+    # And no climb to the top of the keyboard at the end: this source writes pitches >= 100
+    # in every bar now and then (about a quarter of its notes), so the last bar may hold a few
+    # too, but no more than its share (the burst put dozens there). Pooled over the pieces.
+    last = high_last = other = high_other = 0
+    for p in pieces:
+        s, melodic = p.score, p.pitched()
+        in_last = s.bar == s.n_bars - 1
+        last += int((melodic & in_last).sum())
+        high_last += int((melodic & in_last & (s.pitch >= 100)).sum())
+        other += int((melodic & ~in_last).sum())
+        high_other += int((melodic & ~in_last & (s.pitch >= 100)).sum())
+    assert high_last <= high_other / max(other, 1) * last + 3, (high_last, last)
 
 
 def test_no_sampled_note_sounds_past_the_end():

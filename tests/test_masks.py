@@ -37,8 +37,8 @@ def dense_mask(mask_mod: MaskMod, B: int, L: int, device, rows: int = 1024) -> t
 def oracle(batch: Batch, cfg: ModelConfig, slots: list[list[tuple | None]]) -> np.ndarray:
     """The mask by the rules, (B, L, L) bool, rows/cols = HID tokens then summary `slots`.
 
-    slots[r][s] is the (doc, track, bar) of summary slot s of row r (None = padding slot);
-    the oracle checks that they are exactly the cells the rules summarise.
+    slots[r][s] is the (doc, track, bar, fill) of summary slot s of row r (None = padding
+    slot); the oracle checks that they are exactly the cells the rules summarise.
     """
     B, T = batch.shape
     out = np.zeros((B, T + len(slots[0]), T + len(slots[0])), dtype=bool)
@@ -53,8 +53,14 @@ def _oracle_row(batch: Batch, r: int, cfg: ModelConfig, slots: list, out: np.nda
         getattr(batch, f)[r].tolist() for f in ("doc", "track", "bar", "type", "ids")
     )
     header = [doc[i] >= 0 and (ids[i] == BOS or typ[i] == Family.TRACK) for i in range(T)]
+    # Infilling: a document's fill section starts at its first FILL_MARK (FILL_START) token.
+    fill = [
+        doc[i] >= 0 and any(doc[j] == doc[i] and typ[j] == Family.FILL_MARK for j in range(i + 1))
+        for i in range(T)
+    ]
     cell = [
-        (doc[i], track[i], bar[i]) if doc[i] >= 0 and not header[i] else None for i in range(T)
+        (doc[i], track[i], bar[i], fill[i]) if doc[i] >= 0 and not header[i] else None
+        for i in range(T)
     ]
     members: dict[tuple, list[int]] = {}
     for i, c in enumerate(cell):
@@ -67,9 +73,13 @@ def _oracle_row(batch: Batch, r: int, cfg: ModelConfig, slots: list, out: np.nda
     def near(qc, kc):
         if qc[0] != kc[0]:
             return False
-        own = qc[1] == kc[1] and qc[2] - kc[2] in (0, *cfg.fine_offsets)
+        offsets = (0, *cfg.fine_offsets)
+        if qc[3]:  # a fill reads its neighbours both ways: later bars, later tracks
+            offsets += tuple(-o for o in cfg.fine_offsets)
+        own = qc[1] == kc[1] and qc[2] - kc[2] in offsets
         conductor = cfg.conductor_full and kc[1] == 0 < qc[1]
-        return own or conductor or (kc[1] < qc[1] and abs(qc[2] - kc[2]) <= cfg.cross_window)
+        other = kc[1] < qc[1] or (qc[3] and kc[1] > qc[1])
+        return own or conductor or (other and abs(qc[2] - kc[2]) <= cfg.cross_window)
 
     def typed(i, j):
         if not cfg.type_rule or cell[i] == cell[j] or typ[i] not in TYPE_RULE:
@@ -97,17 +107,23 @@ def _oracle_row(batch: Batch, r: int, cfg: ModelConfig, slots: list, out: np.nda
             out[T + s, j] = True
         for s2, key2 in enumerate(slots):  # SS history option
             if cfg.summary_track_history and key2 is not None and key2[:2] == key[:2]:
-                out[T + s, T + s2] |= key2[2] < key[2]
+                # causal too: a fill's summary comes after every plain cell's
+                out[T + s, T + s2] |= key2[2] < key[2] and members[key2][-1] <= members[key][-1]
 
 
 def slot_keys(lay, cells) -> list[list[tuple | None]]:
-    """(doc, track, bar) of each summary slot of a layout."""
+    """(doc, track, bar, fill) of each summary slot of a layout."""
     out = []
     for r in range(lay.summary_cell.shape[0]):
         row = []
         for c, ok in zip(lay.summary_cell[r].tolist(), lay.summary_valid[r].tolist(), strict=True):
             row.append(
-                (int(cells.doc[r, c]), int(cells.track[r, c]), int(cells.bar[r, c]))
+                (
+                    int(cells.doc[r, c]),
+                    int(cells.track[r, c]),
+                    int(cells.bar[r, c]),
+                    bool(cells.fill[r, c]),
+                )
                 if ok
                 else None
             )

@@ -13,10 +13,10 @@ from meloformer.model.transformer import MeloFormer
 
 # Parameters with the default HID vocabulary (docs/model.md has the table).
 PARAM_COUNTS = {
-    "small": 5_035_776,
-    "base": 38_389_248,
-    "large": 101_630_208,
-    "xlarge": 271_838_208,
+    "small": 5_039_104,
+    "base": 38_395_904,
+    "large": 101_640_192,
+    "xlarge": 271_851_520,
 }
 
 

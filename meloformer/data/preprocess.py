@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 import meloformer.hid
 from meloformer.data.config import PreprocessConfig
+from meloformer.data.controls import control_bins
 from meloformer.data.dedup import StaleShards, deduplicate
 from meloformer.data.manifest import read_manifest
 from meloformer.data.meta import (
@@ -198,6 +199,8 @@ def finalize(manifest_path: Path, out_dir: Path, cfg: PreprocessConfig) -> Prepr
     hist = pitch_histogram([songs_file(shard_dir, k) for k in ids], Vocab(cfg.hid))
     meta = build_meta(cfg, [t.key for t in tasks], songs, rejects, len(manifest),
                       pitch_ranges(hist))
+    meta["control_bins"] = control_bins([songs_file(shard_dir, k) for k in ids],
+                                        Vocab(cfg.hid)).to_dict()
     write_json(Path(out_dir) / META_FILE, meta)
     totals = meta["totals"]
     return PreprocessSummary(

@@ -1,7 +1,9 @@
 """CLI: python -m meloformer.generate --checkpoint CKPT --out DIR [mode] [conditions] [sampling].
 
 Modes: from scratch (default; --instruments), --prompt x.mid (continue it in time to --bars),
---prompt x.mid --add-track PROGRAM (write one new track under the given ones).
+--prompt x.mid --add-track PROGRAM (write one new track under the given ones),
+--prompt x.mid --infill 2:9-12 [--infill 0:1-4] (rewrite those bars of those tracks, with the
+whole rest of the song as context; everything else is kept token for token).
 """
 
 from __future__ import annotations
@@ -10,11 +12,33 @@ import argparse
 from pathlib import Path
 
 from meloformer.cli import run_cli
+from meloformer.generate.conditions import parse_control
 from meloformer.generate.run import GenerateConfig, run_generate
+from meloformer.hid.infill import Span
 
 
 def _programs(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split(",") if p.strip())
+
+
+def _span(text: str) -> str:
+    """A valid "TRACK:FIRST-LAST" infill span, kept as text (GenerateConfig parses it)."""
+    try:
+        Span.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return text
+
+
+def _control(kind: str):
+    """argparse type: a valid "TRACK:FIRST-LAST=LEVEL" control, kept as text."""
+    def check(text: str) -> str:
+        try:
+            parse_control(text, kind)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+        return text
+    return check
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,12 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--prompt-bars", type=int, help="bars of the prompt to keep (continue)")
     mode.add_argument("--add-track", type=int, metavar="PROGRAM", help="0..127, 128 = drums")
     mode.add_argument("--new-tracks", action="store_true", help="continue: may add tracks")
+    mode.add_argument("--infill", action="append", type=_span, metavar="TRACK:FIRST-LAST",
+                      help="rewrite bars FIRST..LAST of instrument track TRACK (0-based, in "
+                      "the song's canonical track order; repeatable)")
     cond = ap.add_argument_group("conditions")
     cond.add_argument("--instruments", type=_programs, help="e.g. 128,33,0 (from scratch)")
     cond.add_argument("--bars", type=int, default=16)
     cond.add_argument("--time-signature", help="e.g. 3/4")
     cond.add_argument("--tempo", type=float, help="BPM")
     cond.add_argument("--chords", type=lambda s: tuple(s.split(",")), help="e.g. Cmaj,Amin")
+    for kind, example in (("density", "2:9-12=high"), ("polyphony", "0:0-3=low")):
+        cond.add_argument(f"--{kind}", action="append", type=_control(kind),
+                          metavar="TRACK:FIRST-LAST=LEVEL",
+                          help=f"per-bar {kind} bin, e.g. {example} (LEVEL: lowest low mid "
+                          "high highest, or 0..4; repeatable)")
     cond.add_argument("--max-tokens", type=int, default=None,
                       help="cap on a sample's tokens (default: sized from the prompt; "
                       "4096 from scratch)")
@@ -55,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         time_signature=args.time_signature, tempo=args.tempo, chords=args.chords,
         instruments=args.instruments, max_tokens=args.max_tokens, device=args.device,
         threads=args.threads, compile=args.compile,
+        infill=tuple(args.infill) if args.infill else None,
+        density=tuple(args.density) if args.density else None,
+        polyphony=tuple(args.polyphony) if args.polyphony else None,
     )
     written = run_cli(lambda: run_generate(
         args.checkpoint, args.out, cfg, prompt=args.prompt, prompt_bars=args.prompt_bars,

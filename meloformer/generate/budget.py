@@ -44,8 +44,13 @@ def need(st: GrammarState, script: Script, seg: int, k: int, n_bars: int | None)
         return 0
     n = final_bars(st, n_bars)
     total = element_rest(st)
+    # Infilling: FILL_END closes the fill being written, and each placeholder not reached
+    # yet takes a FILL_START and a FILL_END (docs/hid.md "Infilling").
+    total += 2 * (len(st.holes) - st.filled) - int(st.in_fill)
     if st.track == 0:
         total += n - max(st.n_bars, 1)  # conductor bars still to open
+    elif st.in_fill or st.state == g.F_END:
+        pass  # every track is written: only fills and EOS are left
     else:
         total += n if st.state == g.T_OPEN else n - 1 - st.bar  # BARs left in this track
     for i in range(seg, len(script)):
@@ -77,7 +82,8 @@ def growing(st: GrammarState, vocab: Vocab, fixed_bars: bool, open_end: bool) ->
             grow[vocab.index["BAR"]] = True
     else:
         for fam in (F.POSITION, F.VELOCITY, F.PITCH):
-            grow[r[fam].start : r[fam].stop] = st.state in (g.T_BAR, g.T_NOTE)
+            grow[r[fam].start : r[fam].stop] = st.state in (g.T_BAR, g.T_NOTE, g.F_OPEN,
+                                                            g.T_DENS, g.T_POLY)
         if open_end and st.programs:
             grow[r[F.TRACK].start : r[F.TRACK].stop] = True
     grow[EOS] = False

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from meloformer.hid.controls import level
+from meloformer.hid.infill import Span
 from meloformer.hid.timeline import tempo_bin
 from meloformer.hid.vocab import Family, Vocab
 
@@ -23,6 +25,9 @@ class Conditions:
         tempo: BPM, held for the whole song (snapped to the nearest tempo bin).
         chords: chord names per bar ("Cmaj", "Amin7", "N"), repeated if shorter than the song.
         max_tokens: hard cap on the sequence length; the song is closed in time to fit.
+        density, polyphony: per-bar controls (docs/hid.md "Controls"), each
+            "TRACK:FIRST-LAST=LEVEL" (0-based instrument track, bars inclusive; LEVEL one of
+            lowest low mid high highest, or 0..4): the bins the model is asked to write.
     """
 
     n_bars: int | None = None
@@ -30,17 +35,21 @@ class Conditions:
     tempo: float | None = None
     chords: tuple[str, ...] | None = None
     max_tokens: int = 4096
+    density: tuple[str, ...] | None = None
+    polyphony: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class Rules:
-    """Conditions as token ids (None: free)."""
+    """Conditions as token ids (None: free). `controls[(hid track, bar)]` holds the control
+    tokens to write after that bar's opener, in grammar order (DENSITY before POLYPHONY)."""
 
     n_bars: int | None
     ts: int | None
     tempo: int | None
     chords: tuple[int, ...] | None
     max_tokens: int
+    controls: dict[tuple[int, int], tuple[int, ...]] = field(default_factory=dict)
 
 
 def resolve(cond: Conditions, vocab: Vocab) -> Rules:
@@ -59,7 +68,35 @@ def resolve(cond: Conditions, vocab: Vocab) -> Rules:
         tempo=None if cond.tempo is None else _tempo(cond.tempo, vocab),
         chords=None if cond.chords is None else tuple(_chord(c, vocab) for c in cond.chords),
         max_tokens=cond.max_tokens,
+        controls=_controls(cond, vocab),
     )
+
+
+def parse_control(text: str, kind: str) -> tuple[Span, int]:
+    """"TRACK:FIRST-LAST=LEVEL" -> (span, bin).
+
+    Raises:
+        ConditionError: naming the kind and the text.
+    """
+    spec, sep, lvl = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError("expected TRACK:FIRST-LAST=LEVEL, e.g. 2:9-12=high")
+        return Span.parse(spec), level(lvl)
+    except ValueError as e:
+        raise ConditionError(f"{kind} {text!r}: {e}") from e
+
+
+def _controls(cond: Conditions, vocab: Vocab) -> dict[tuple[int, int], tuple[int, ...]]:
+    """Per (hid track, bar), the control tokens in grammar order; a later request for the
+    same bar and kind wins."""
+    want: dict[tuple[int, int], dict[Family, int]] = {}
+    for kind, fam in (("density", Family.DENSITY), ("polyphony", Family.POLYPHONY)):
+        for text in getattr(cond, kind) or ():
+            span, k = parse_control(text, kind)
+            for cell in span.cells():
+                want.setdefault(cell, {})[fam] = vocab.base(fam) + k
+    return {cell: tuple(tok for _, tok in sorted(d.items())) for cell, d in want.items()}
 
 
 def _ts(text: str, vocab: Vocab) -> int:

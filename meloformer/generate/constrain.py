@@ -39,6 +39,14 @@ class Controller:
         self._fresh[r[F.CHORD].start : r[F.CHORD].stop] = True
         self._fresh[vocab.index["BAR"]] = True
         self._next_bar = self._fresh & ~self._ends  # BAR and the CHORD_x that open a bar
+        # Inside a fill the bar closes with FILL_END: the model's "bar over" mass (BAR, a
+        # track opener, EOS) goes there too (a model trained without fills never wrote one).
+        self._fill_closing = self._fresh.copy()
+        self._fill_closing[vocab.index["FILL_END"]] = True
+        self._placeholder = vocab.index["FILL"]
+        self._controls = np.zeros(len(vocab), dtype=bool)
+        for fam in (F.DENSITY, F.POLYPHONY):
+            self._controls[r[fam].start : r[fam].stop] = True
         self._dur_base = vocab.base(F.DURATION)  # DUR_d has id base + d - 1
         self._bar_steps = np.asarray(vocab.bar_steps, dtype=np.int64)
 
@@ -87,6 +95,8 @@ class Controller:
         The sampler gives this whole mass to the closing tokens still allowed instead
         (sampling.pool_closing).
         """
+        if self.st.in_fill:
+            return self._fill_closing
         if allowed[self._next_bar].any() or not allowed[self._ends].any():
             return None
         return self._fresh
@@ -114,6 +124,13 @@ class Controller:
     def _free_mask(self, m: np.ndarray) -> np.ndarray:
         part = self.script[self.seg]
         assert isinstance(part, Free)
+        m[self._placeholder] = False  # placeholders come from the prompt (infill), never sampled
+        control = self._control_next()
+        if control is not None and m[control]:  # a requested control: written right here
+            out = np.zeros_like(m)
+            out[control] = True
+            return out
+        m[self._controls] = False  # controls are written only where asked for
         if part.end is not None:  # the run may only close with its end token
             keep = m[part.end]
             m[self._ends] = False
@@ -125,6 +142,20 @@ class Controller:
         elif self.st.state == g.T_PITCH:
             self._end_by_song_end(m)
         return self._budget(m, part)
+
+    def _control_next(self) -> int | None:
+        """The requested control token due now: right after the bar's opener (BAR, or
+        FILL_START in a fill) the first one asked for that bar, after DENSITY the POLYPHONY."""
+        st = self.st
+        if st.state not in (g.T_BAR, g.F_OPEN, g.T_DENS):
+            return None
+        wanted = self.rules.controls.get((st.track, st.bar), ())
+        written = st.controls.get((st.track, st.bar), {})
+        for tok in wanted:
+            fam = Family(int(self.vocab.family_of[tok])).name.lower()
+            if fam not in written:
+                return tok
+        return None
 
     def _end_by_song_end(self, m: np.ndarray) -> None:
         """A note's duration may not run past the end of the song's last bar (the bar count

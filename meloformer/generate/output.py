@@ -14,7 +14,8 @@ from meloformer.io import atomic_path
 
 
 def write_sample(song: Encoding, vocab: Vocab, out_dir: Path, stem: str,
-                 info: dict[str, Any] | None = None) -> dict[str, Path]:
+                 info: dict[str, Any] | None = None,
+                 marks: list[tuple[int, int, int]] | None = None) -> dict[str, Path]:
     """Write one song's MIDI, piano roll and token JSON (each atomically).
 
     Args:
@@ -23,6 +24,7 @@ def write_sample(song: Encoding, vocab: Vocab, out_dir: Path, stem: str,
         out_dir: directory (created if missing).
         stem: file name without suffix, e.g. "sample-000".
         info: extra JSON fields (seed, conditions, checkpoint...).
+        marks: (track, first bar, last bar) spans the piano roll marks as regenerated.
 
     Returns:
         {"mid": path, "png": path, "json": path}.
@@ -32,7 +34,8 @@ def write_sample(song: Encoding, vocab: Vocab, out_dir: Path, stem: str,
     paths = {kind: out_dir / f"{stem}.{kind}" for kind in ("mid", "png", "json")}
     with atomic_path(paths["mid"]) as tmp:
         decode(ids, vocab).save(str(tmp))
-    plot_pianoroll(parse_tokens(ids, vocab), vocab.config.resolution, paths["png"], title=stem)
+    plot_pianoroll(parse_tokens(ids, vocab), vocab.config.resolution, paths["png"], title=stem,
+                   marks=marks)
     record = {
         "vocab_hash": vocab.hash,
         **(info or {}),

@@ -20,7 +20,8 @@ def track_label(program: int) -> str:
     return "drums" if program == DRUM_PROGRAM else f"program {program}"
 
 
-def plot_pianoroll(score: Score, resolution: int, path: Path, title: str = "") -> Path:
+def plot_pianoroll(score: Score, resolution: int, path: Path, title: str = "",
+                   marks: list[tuple[int, int, int]] | None = None) -> Path:
     """Draw every note as a bar (pitch x time) and write the PNG atomically.
 
     Args:
@@ -28,6 +29,8 @@ def plot_pianoroll(score: Score, resolution: int, path: Path, title: str = "") -
         resolution: grid steps per quarter note (HIDConfig.resolution).
         path: the .png to write.
         title: figure title.
+        marks: (track, first bar, last bar) spans drawn as regenerated (infilling): a band
+            in the track's colour over those bars, hatched, with its own legend entry.
 
     Returns:
         The path written.
@@ -43,12 +46,13 @@ def plot_pianoroll(score: Score, resolution: int, path: Path, title: str = "") -
                 color=colours(t % 10), edgecolor="none")
     for start in score.starts:
         ax.axvline(start / resolution, color="0.75", linewidth=0.6, zorder=0)
+    marked = _mark_spans(ax, score, resolution, marks or [], colours, end)
     ax.set_xlim(0, max(end / resolution, 1))
     ax.set_xlabel("quarter notes")
     ax.set_ylabel("pitch (drums: GM key)")
     ax.set_title(title)
     handles = [Patch(color=colours(t % 10), label=track_label(p))
-               for t, p in enumerate(score.programs)]
+               for t, p in enumerate(score.programs)] + marked
     if handles:
         ax.legend(handles=handles, loc="upper right", fontsize="small")
     fig.tight_layout()
@@ -57,6 +61,23 @@ def plot_pianoroll(score: Score, resolution: int, path: Path, title: str = "") -
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def _mark_spans(ax, score: Score, resolution: int, marks: list[tuple[int, int, int]],
+                colours, end: int) -> list[Patch]:
+    """Shade each regenerated (track, bars) span; return its legend entries."""
+    handles = []
+    bounds = np.r_[score.starts, end] / resolution  # bar b spans bounds[b]..bounds[b + 1]
+    for track, first, last in marks:
+        if not (0 <= track < len(score.programs) and 0 <= first <= last < score.n_bars):
+            raise ValueError(f"piano roll mark {track}:{first}-{last} outside the song")
+        colour = colours(track % 10)
+        ax.axvspan(bounds[first], bounds[last + 1], color=colour, alpha=0.15, hatch="//",
+                   zorder=0)
+        name = track_label(score.programs[track])
+        label = f"regenerated: track {track} ({name}), bars {first}-{last}"
+        handles.append(Patch(facecolor=colour, alpha=0.3, hatch="//", label=label))
+    return handles
 
 
 def _song_end(score: Score) -> int:

@@ -18,9 +18,9 @@ from meloformer.model.layout import PAD_VALUE, CellTracker
 
 __all__ = ["COLUMNS", "CacheFull", "CellTracker", "QueryRows", "build_rows"]
 
-# Columns of a row record: the Layout tables (kind, track, bar, cell, clock, family), RoPE
+# Columns of a row record: the Layout tables (kind, track, bar, cell, clock, family, fill), RoPE
 # coordinates (bar, pos, index in cell), embedding inputs (id, program, track) and the slot.
-COLUMNS = ("kind", "track", "bar", "cell", "clock", "family", "c_bar", "c_pos", "c_idx",
+COLUMNS = ("kind", "track", "bar", "cell", "clock", "family", "fill", "c_bar", "c_pos", "c_idx",
            "id", "program", "slot")
 # A summary row left unused: padding-slot table values, writing to the scratch slot 0.
 _INACTIVE = {name: PAD_VALUE.get(name, 0) for name in COLUMNS}

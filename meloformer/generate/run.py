@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from meloformer.device import resolve_device
-from meloformer.generate.conditions import Conditions
+from meloformer.generate.conditions import Conditions, parse_control
 from meloformer.generate.generate import Request, generate
 from meloformer.generate.output import write_sample
 from meloformer.generate.sampling import SamplingConfig
@@ -17,9 +17,11 @@ from meloformer.generate.script import (
     add_track,
     continuation,
     from_scratch,
+    infill,
     token_budget,
 )
 from meloformer.hid.encode import encode_file
+from meloformer.hid.infill import Span, restore
 from meloformer.hid.vocab import Vocab
 from meloformer.io import json_ready
 from meloformer.train import load_trained
@@ -49,17 +51,36 @@ class GenerateConfig:
     threads: int = 1
     """CPU threads for torch (0 = torch's default). Decoding runs many tiny ops, where one
     thread beats two on a shared machine (bench/generate.py measures both)."""
+    prompt: str | None = None
+    """A MIDI file to work on when no --prompt is given (the pipeline's infill runs)."""
+    infill: tuple[str, ...] | None = None
+    """Spans of the prompt to rewrite, "TRACK:FIRST-LAST" (0-based instrument track in
+    canonical order, bars inclusive, e.g. "2:9-12"); None = off (docs/generation.md)."""
+    density: tuple[str, ...] | None = None
+    """Per-bar note-density controls, "TRACK:FIRST-LAST=LEVEL" (e.g. "2:9-12=high")."""
+    polyphony: tuple[str, ...] | None = None
+    """Per-bar polyphony controls, the same form."""
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or (self.max_tokens or 8) < 8 or self.threads < 0:
             raise ValueError(f"GenerateConfig: need n_samples >= 1, max_tokens >= 8, "
                              f"threads >= 0; got {self}")
+        for text in self.infill or ():
+            Span.parse(text)  # ValueError naming the span
+        for kind in ("density", "polyphony"):
+            for text in getattr(self, kind) or ():
+                parse_control(text, kind)  # ConditionError (a ValueError) naming it
+
+    def spans(self) -> list[Span]:
+        """The infill spans (empty when infill is off)."""
+        return [Span.parse(text) for text in self.infill or ()]
 
     def request(self, script: Script, n_bars: int | None) -> Request:
         """The Request for a script (n_bars overridden by modes that fix the bars)."""
         cond = Conditions(n_bars=n_bars, time_signature=self.time_signature, tempo=self.tempo,
                           chords=self.chords,
-                          max_tokens=self.max_tokens or token_budget(script, n_bars))
+                          max_tokens=self.max_tokens or token_budget(script, n_bars),
+                          density=self.density, polyphony=self.polyphony)
         sampling = SamplingConfig(self.temperature, self.top_k, self.top_p, self.seed)
         return Request(script, cond, sampling, self.n_samples)
 
@@ -70,8 +91,17 @@ def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
     """The script of the mode the arguments select, and the bar count to ask for.
 
     Modes: no prompt = from scratch (cfg.instruments); prompt = continue it in time to
-    cfg.n_bars bars; prompt + add_program = add that track under the prompt's tracks.
+    cfg.n_bars bars; prompt + add_program = add that track under the prompt's tracks;
+    prompt + cfg.infill = rewrite those spans (the prompt may come from cfg.prompt).
     """
+    if prompt is None and cfg.prompt is not None:
+        prompt = Path(cfg.prompt)
+    if cfg.infill:
+        if prompt is None or add_program is not None or prompt_bars is not None:
+            raise ValueError("infill needs a prompt MIDI (--prompt or generate.prompt) and "
+                             "no other mode (--add-track, --prompt-bars)")
+        given = encode_file(prompt, vocab.config)
+        return infill(vocab, given, cfg.spans()), given.n_bars
     if prompt is None:
         if add_program is not None:
             raise ValueError("add-track needs a prompt MIDI (the tracks to keep)")
@@ -103,5 +133,10 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, **mode
     songs = generate(model, vocab, cfg.request(script, n_bars), compile=cfg.compile)
     info = {"checkpoint": str(checkpoint), "config": json_ready(cfg),
             "mode": {k: str(v) if isinstance(v, Path) else v for k, v in mode.items()}}
-    return [write_sample(s, vocab, out_dir, f"sample-{i:03d}", {**info, "index": i})
+    spans = cfg.spans()
+    if spans:  # write the songs in plain layout, the fills back in their bars
+        songs = [restore(s, vocab) for s in songs]
+    marks = [(s.track, s.first, s.last) for s in spans]
+    return [write_sample(s, vocab, out_dir, f"sample-{i:03d}", {**info, "index": i},
+                         marks=marks)
             for i, s in enumerate(songs)]

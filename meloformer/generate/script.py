@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from meloformer.hid.infill import Span, infill_layout
 from meloformer.hid.score import track_sort_key
 from meloformer.hid.song import Encoding
 from meloformer.hid.vocab import BOS, DRUM_PROGRAM, EOS, Family, Vocab
@@ -86,6 +87,27 @@ def continuation(
         end = int(runs[t + 1][0]) if t + 1 < len(runs) else (None if new_tracks else EOS)
         script += [Forced(tuple(int(i) for i in run)), Free(end, True, bars if t else None)]
     return tuple(script) if new_tracks else (*script, Forced((EOS,)))
+
+
+def infill(vocab: Vocab, given: Encoding, spans: Sequence[Span]) -> Script:
+    """Rewrite the spans' bars of the given song, everything else kept token for token.
+
+    The song is laid out for infilling (docs/hid.md "Infilling"): the spans' bars become
+    FILL placeholders in place, and the prompt is the whole song up to the first FILL_START;
+    the model then writes each fill, and the grammar alone closes each one (FILL_END), opens
+    the next (FILL_START) and ends the song (EOS) once every placeholder is filled.
+
+    Raises:
+        ModeError: a span outside the song (names the span and the song's size).
+    """
+    if not spans:
+        raise ModeError("infill: no span given (e.g. --infill 2:9-12)")
+    try:
+        laid = infill_layout(given, list(spans), vocab)
+    except ValueError as e:
+        raise ModeError(str(e)) from e
+    first = int(np.flatnonzero(laid.ids == vocab.index["FILL_START"])[0])
+    return (Forced(tuple(int(i) for i in laid.ids[: first + 1])), Free(None))
 
 
 def add_track(vocab: Vocab, given: Encoding, program: int) -> Script:

@@ -38,6 +38,9 @@ def parse_tokens(ids: Iterable[int], vocab: Vocab) -> Score:
     if not st.done:
         raise GrammarError(st.index, "<end>", st.expected(), "the sequence stops before EOS")
     notes = np.array(st.notes, dtype=np.int32).reshape(-1, 6)
+    # Fills (docs/hid.md "Infilling") come after every track: put their notes back in place.
+    # A song without fills is already in (track, bar, pos, pitch) order; the sort keeps it.
+    notes = notes[np.lexsort((notes[:, 3], notes[:, 2], notes[:, 1], notes[:, 0]))]
     ts = np.array(st.ts, dtype=np.int32)
     steps = vocab.bar_steps[ts].astype(np.int64)
     return Score(

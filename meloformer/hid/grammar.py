@@ -7,8 +7,13 @@
                  TS required in bar 0, elsewhere only when it changes;
                  bar 0 goes on with POS_0 TEMPO; a TEMPO differs from the one in force
     track     := (DRUMS | PROGRAM_k) tbar{n_bars}     tracks in non-decreasing (rank, program)
-    tbar      := BAR (POS note+)*
+    tbar      := BAR [DENSITY] [POLYPHONY] (POS note+)* | FILL
     note      := [VEL] PITCH DUR (melodic) | [VEL] PITCH (drums)
+    fills     := (FILL_START [DENSITY] [POLYPHONY] (POS note+)* FILL_END){FILL placeholders}
+Infilling (docs/hid.md "Infilling"): `song := BOS conductor track+ fills EOS`. A FILL opens a
+bar whose content comes later: after the last track, one fill per placeholder, in placeholder
+order (track, then bar); each fill's tokens carry the placeholder's (track, bar) and follow the
+bar's rules (positions below its length, a VEL before its first note).
 POS values rise strictly within a bar and stay below the bar's length; PITCH values rise strictly
 within an onset. VEL sets the velocity bin of the notes after it until the next VEL; it is written
 exactly where the bin changes, and every bar's first note has one (nothing carries across bars).
@@ -22,13 +27,15 @@ import numpy as np
 
 from meloformer.hid.errors import GrammarError
 from meloformer.hid.score import track_sort_key
-from meloformer.hid.vocab import BOS, DRUM_PROGRAM, EOS, GLOBAL_PROGRAM, Family, Vocab
+from meloformer.hid.vocab import BOS, DRUM_PROGRAM, EOS, FILL_TOKENS, GLOBAL_PROGRAM, Family, Vocab
 
 F = Family
 _MASK_CACHE: dict[str, dict[tuple, np.ndarray]] = {}  # per vocabulary: state key -> mask
 # Parser states: what was just read.
 START, AFTER_BOS, C_BAR, C_TS, C_POS, C_TEMPO = range(6)
 T_OPEN, T_BAR, T_POS, T_VEL, T_PITCH, T_NOTE, DONE = range(6, 13)
+T_FILL, F_OPEN, F_END = range(13, 16)  # after a FILL placeholder, a FILL_START, a FILL_END
+T_DENS, T_POLY = range(16, 18)  # after a DENSITY / POLYPHONY control (hid/controls.py)
 
 
 class GrammarState:
@@ -54,6 +61,11 @@ class GrammarState:
         ] = []  # track, bar, pos, pitch, dur, vel
         self._pitch = -1  # last pitch at the current onset
         self._vel = -1  # velocity bin in force in this bar (-1: none yet)
+        self.holes: list[tuple[int, int]] = []  # (track, bar) of each FILL placeholder, in order
+        self.filled = 0  # fills written (FILL_END read)
+        self.in_fill = False  # between a FILL_START and its FILL_END
+        self._fill = {name: vocab.index[name] for name in FILL_TOKENS}
+        self.controls: dict[tuple[int, int], dict[str, int]] = {}  # (track, bar) -> bins
 
     @property
     def done(self) -> bool:
@@ -103,6 +115,8 @@ class GrammarState:
             self.tempos[-1][2] if self.tempos else -1,
             self.n_bars < self.cfg.max_bars,
             len(self.programs) < self.cfg.max_tracks,
+            self.in_fill,
+            len(self.holes) > self.filled,
         )
 
     def allowed(self) -> np.ndarray:
@@ -138,7 +152,7 @@ class GrammarState:
             mask[r[F.TEMPO].start : r[F.TEMPO].stop] = True
             if self.tempos:
                 mask[v.base(F.TEMPO) + self.tempos[-1][2]] = False
-        elif s in (T_OPEN, T_BAR, T_NOTE) or s == DONE:
+        elif s in (T_OPEN, T_BAR, T_NOTE, T_FILL, F_OPEN, F_END, T_DENS, T_POLY) or s == DONE:
             self._track_next(mask, r)
         elif s == T_POS:
             self._note_start(mask, r)
@@ -181,20 +195,38 @@ class GrammarState:
             return
         if s == T_NOTE and self._pitch < 127:
             self._note_start(mask, r)
-        if s in (T_BAR, T_NOTE):
+        if s in (T_BAR, T_NOTE, F_OPEN, T_DENS, T_POLY):
             lo = self.pos + 1 if s == T_NOTE else 0
             mask[
                 self.vocab.base(F.POSITION) + lo : self.vocab.base(F.POSITION) + self._bar_len()
             ] = True
+        if s in (T_BAR, F_OPEN):  # optional controls, right after the bar's opener
+            mask[r[F.DENSITY].start : r[F.DENSITY].stop] = True
+        if s in (T_BAR, F_OPEN, T_DENS):
+            mask[r[F.POLYPHONY].start : r[F.POLYPHONY].stop] = True
+        if self.in_fill:  # a fill's bar closes with FILL_END
+            mask[self._fill["FILL_END"]] = True
+            return
+        if s == F_END:
+            self._after_tracks(mask)
+            return
         bars_done = self.bar + 1 if s != T_OPEN else 0
         if bars_done < self.n_bars:
             mask[self.vocab.index["BAR"]] = True
+            mask[self._fill["FILL"]] = True
         elif s != T_OPEN:
-            mask[EOS] = True
+            self._after_tracks(mask)
             if len(self.programs) < self.cfg.max_tracks:
                 key = track_sort_key(self.program)
                 ok = [track_sort_key(int(self.val[t])) >= key for t in r[F.TRACK]]
                 mask[r[F.TRACK].start : r[F.TRACK].stop] = ok
+
+    def _after_tracks(self, mask: np.ndarray) -> None:
+        """The song's end: the next fill while placeholders wait for one, else EOS."""
+        if len(self.holes) > self.filled:
+            mask[self._fill["FILL_START"]] = True
+        else:
+            mask[EOS] = True
 
     # -- recording -------------------------------------------------------------------------------
     def _apply(self, tok: int, fam: Family, val: int) -> None:
@@ -234,6 +266,27 @@ class GrammarState:
         elif fam == F.DURATION:
             self.notes.append((self.track - 1, self.bar, self.pos, self._pitch, val, self._vel))
             self.state = T_NOTE
+        elif fam in (F.FILL, F.FILL_MARK):
+            self._apply_fill(tok)
+        elif fam in (F.DENSITY, F.POLYPHONY):
+            cell = self.controls.setdefault((self.track, self.bar), {})
+            cell[fam.name.lower()] = val
+            self.state = T_DENS if fam == F.DENSITY else T_POLY
+
+    def _apply_fill(self, tok: int) -> None:
+        """FILL: a placeholder bar; FILL_START: enter the next placeholder's bar; FILL_END."""
+        if tok == self._fill["FILL"]:
+            self._open_bar(self.state)
+            self.holes.append((self.track, self.bar))
+            self.state = T_FILL
+        elif tok == self._fill["FILL_START"]:
+            self.track, self.bar = self.holes[self.filled]
+            self.program = self.programs[self.track - 1]
+            self.pos, self._pitch, self._vel = 0, -1, -1
+            self.in_fill, self.state = True, F_OPEN
+        else:
+            self.pos, self.filled = 0, self.filled + 1
+            self.in_fill, self.state = False, F_END
 
     def _open_bar(self, s: int) -> None:
         self.pos = 0

@@ -23,6 +23,11 @@ VOCAB_JSON = Path(__file__).with_name("vocab.json")
 PAD, BOS, EOS = 0, 1, 2  # fixed ids of the special tokens
 DRUM_PROGRAM = 128  # `program` metadata of a drum track
 GLOBAL_PROGRAM = 129  # `program` metadata of BOS and the conductor track
+# Infilling (docs/hid.md "Infilling"): FILL opens a bar whose content is written at the end of
+# the song, between FILL_START and FILL_END (family FILL_MARK, values 0 and 1). The fill
+# section of a song is everything from its first FILL_MARK token on (the model finds it so).
+FILL_TOKENS = ("FILL", "FILL_START", "FILL_END")
+CONTROL_BINS = 5  # per-bar control bins (meloformer/hid/controls.py)
 
 TS_DENOMINATORS = (1, 2, 4, 8, 16, 32)
 CHORD_ROOTS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -55,6 +60,10 @@ class Family(IntEnum):
     PITCH = 7  # PITCH_n, 0..127 (drum notes use it too)
     DURATION = 8  # DUR_d, d = 1..max_duration grid steps (melodic notes only)
     VELOCITY = 9  # VEL_b, velocity bin
+    FILL = 10  # infilling: FILL, a placeholder bar opener (its content is written later)
+    FILL_MARK = 11  # FILL_START / FILL_END around a placeholder's content, after the last track
+    DENSITY = 12  # DENSITY_k: the bar's note-density bin (a control, right after its opener)
+    POLYPHONY = 13  # POLYPHONY_k: the bar's notes-per-onset bin (a control, after DENSITY)
 
 
 def time_signatures(cfg: HIDConfig) -> list[tuple[int, int]]:
@@ -105,6 +114,10 @@ class Vocab:
         rows += [(f"PITCH_{n}", Family.PITCH, n) for n in range(128)]
         rows += [(f"DUR_{d}", Family.DURATION, d) for d in range(1, cfg.max_duration + 1)]
         rows += [(f"VEL_{b}", Family.VELOCITY, b) for b in range(cfg.velocity_bins)]
+        rows.append(("FILL", Family.FILL, 0))
+        rows += [("FILL_START", Family.FILL_MARK, 0), ("FILL_END", Family.FILL_MARK, 1)]
+        rows += [(f"DENSITY_{k}", Family.DENSITY, k) for k in range(CONTROL_BINS)]
+        rows += [(f"POLYPHONY_{k}", Family.POLYPHONY, k) for k in range(CONTROL_BINS)]
         return rows
 
     @cached_property

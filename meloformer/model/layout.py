@@ -6,6 +6,8 @@ Vocabulary (per batch row):
 - summary slot: one extra token per summarised cell, kept in a separate stream placed after
   the regular tokens in the attention call.
 - kind: BODY (a token of a cell), HEADER, SUMMARY, PAD.
+- fill: 1 for the tokens of a fill section (infilling, cells.fill_section) and the summaries
+  of its cells, else 0; a fill's tokens read their cell's neighbours both ways (masks.py).
 - clock: a doubled sequence position that makes every rule plainly causal: regular token at
   HID position i -> 2i; the summary of a cell whose last token is at i -> 2i + 1 (complete
   right after its last token, visible strictly later).
@@ -26,7 +28,15 @@ import torch
 
 from meloformer.hid.vocab import Family
 from meloformer.model.batch import Batch
-from meloformer.model.cells import MAX_BARS, MAX_TRACKS, Cells, cell_key, gets_summary, is_header
+from meloformer.model.cells import (
+    MAX_BARS,
+    MAX_TRACKS,
+    Cells,
+    cell_key,
+    gets_summary,
+    is_header,
+    opens_fill,
+)
 
 BODY, HEADER, SUMMARY, PAD = 0, 1, 2, 3
 SUMMARY_FAMILY = len(Family)  # `family` of summary and padding slots (neutral for the type rule)
@@ -46,8 +56,9 @@ def summary_clock(last):
 @dataclass(frozen=True)
 class MaskTables:
     """The per-slot tables the attention rules (masks.py) read, each (B, L) int32: kind, doc,
-    track, bar, cell, clock, family (see the module docstring). The one definition of these
-    fields: Layout extends it, and generation's decode cache keeps one as its slot tables."""
+    track, bar, cell, clock, family, fill (see the module docstring). The one definition of
+    these fields: Layout extends it, and generation's decode cache keeps one as its slot
+    tables."""
 
     kind: torch.Tensor
     doc: torch.Tensor
@@ -56,6 +67,7 @@ class MaskTables:
     cell: torch.Tensor
     clock: torch.Tensor
     family: torch.Tensor
+    fill: torch.Tensor
 
 
 MASK_TABLES = tuple(f.name for f in fields(MaskTables))  # the field names, in order
@@ -70,8 +82,8 @@ class Layout(MaskTables):
     """Per-row tables in execution order, each (B, L) int32 unless noted; L = T + S.
 
     Attributes:
-        kind, doc, track, bar, cell, clock, family: the MaskTables; `track` and `bar` have
-            the document folded in (doc * MAX_TRACKS + track, doc * MAX_BARS + bar).
+        kind, doc, track, bar, cell, clock, family, fill: the MaskTables; `track` and `bar`
+            have the document folded in (doc * MAX_TRACKS + track, doc * MAX_BARS + bar).
         coords: RoPE coordinates (bar, onset position, index in cell), (B, L, 3) int64.
         summary_cell: cell of each summary slot, (B, S) int64 (0 at padding slots).
         summary_valid: (B, S) bool.
@@ -218,6 +230,7 @@ class CellTracker:
     n_cells: int = 0
     n_summaries: int = 0
     open: bool = False
+    fill: int = 0  # 1 from the row's first FILL_MARK token on (its fill section)
     key: int = 0
     track_bar: tuple[int, int] = (0, 0)
     first: int = 0
@@ -228,7 +241,12 @@ class CellTracker:
         """Does token `tok` with metadata `meta` (track, bar, type, pos, program) fall outside
         the open cell?"""
         track, bar, typ = int(meta[0]), int(meta[1]), int(meta[2])
-        return self.open and bool(is_header(tok, typ) or cell_key(0, track, bar) != self.key)
+        key = cell_key(0, track, bar, self._fill_after(typ))
+        return self.open and bool(is_header(tok, typ) or key != self.key)
+
+    def _fill_after(self, typ: int) -> int:
+        """The fill flag once a token of family `typ` is read (cells.fill_section's rule)."""
+        return int(self.fill or bool(opens_fill(typ)))
 
     def close(self, last: int, summarize_empty: bool) -> dict | None:
         """Close the open cell, whose last token is at HID position `last`; return its summary
@@ -240,27 +258,29 @@ class CellTracker:
         self.n_summaries += 1
         # A summary sits at its cell's last token: same RoPE coordinates, clock just after.
         return dict(kind=SUMMARY, track=track, bar=bar, cell=self.n_cells - 1,
-                    clock=summary_clock(last), family=SUMMARY_FAMILY, c_bar=self.last_coords[0],
-                    c_pos=self.last_coords[1], c_idx=self.last_coords[2], id=0,
-                    program=self.program, summary=self.n_summaries)
+                    clock=summary_clock(last), family=SUMMARY_FAMILY, fill=self.key % 2,
+                    c_bar=self.last_coords[0], c_pos=self.last_coords[1],
+                    c_idx=self.last_coords[2], id=0, program=self.program,
+                    summary=self.n_summaries)
 
     def regular(self, i: int, tok: int, meta) -> dict:
         """The entry of token `tok` at HID position i (opening a cell if none is open); call
         `closes`/`close` first."""
         track, bar, typ, pos, program = (int(m) for m in meta)
+        self.fill = self._fill_after(typ)
         if is_header(tok, typ):
             # Index from the document's first token (position 0 of the row).
             coords, kind, cell = (bar, pos, i), HEADER, -1
         else:
             if not self.open:
-                self.open, self.key, self.first = True, cell_key(0, track, bar), i
+                self.open, self.key, self.first = True, cell_key(0, track, bar, self.fill), i
                 self.track_bar, self.program = (track, bar), program
                 self.n_cells += 1
             kind, cell = BODY, self.n_cells - 1
             coords = self.last_coords = (bar, pos, i - self.first)
         return dict(kind=kind, track=track, bar=bar, cell=cell, clock=token_clock(i),
-                    family=typ, c_bar=coords[0], c_pos=coords[1], c_idx=coords[2], id=tok,
-                    program=program)
+                    family=typ, fill=self.fill, c_bar=coords[0], c_pos=coords[1],
+                    c_idx=coords[2], id=tok, program=program)
 
 
 def _regular_tables(batch: Batch, cells: Cells) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -281,6 +301,7 @@ def _regular_tables(batch: Batch, cells: Cells) -> tuple[dict[str, torch.Tensor]
         "cell": cell,
         "clock": token_clock(idx),
         "family": torch.where(kind == PAD, SUMMARY_FAMILY, batch.type),
+        "fill": cells.token_fill.long(),
     }
     return tables, coords
 
@@ -300,6 +321,7 @@ def _summary_tables(
         "cell": torch.where(slot_valid, slot_cell, -2),
         "clock": summary_clock(last),
         "family": torch.full_like(slot_cell, SUMMARY_FAMILY),
+        "fill": (cells.fill.gather(1, slot_cell) & slot_valid).long(),
     }
     return tables, coords.gather(1, last[..., None].expand(B, S, 3))
 

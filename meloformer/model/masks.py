@@ -47,17 +47,23 @@ def near_mod(lay: Layout, cfg: ModelConfig) -> MaskMod:
     cross_window of the query's bar in tracks already written (track index lower); with
     cfg.conductor_full, for every bar of the conductor (track 0). The document is folded
     into track and bar, so cells of other documents are never near.
+
+    A query in a fill (lay.fill; infilling, docs/model.md "Infilling") is written after the
+    whole song, so the same rules apply both ways: its own track at offsets -o as well as +o,
+    and the bars within cross_window in every other track, later tracks too.
     """
-    track, bar, doc, w = lay.track, lay.bar, lay.doc, cfg.cross_window
+    track, bar, doc, fill, w = lay.track, lay.bar, lay.doc, lay.fill, cfg.cross_window
     offsets = (0, *cfg.fine_offsets)
 
     def near(b, h, q, kv):
         dtrack = track[b, q] - track[b, kv]
         dbar = bar[b, q] - bar[b, kv]
+        in_fill = fill[b, q] != 0
         own = dbar == offsets[0]
         for offset in offsets[1:]:
-            own = own | (dbar == offset)
-        written = (dtrack > 0) & (dbar <= w) & (dbar >= -w)
+            own = own | (dbar == offset) | (in_fill & (dbar == -offset))
+        other = (dtrack > 0) | (in_fill & (dtrack < 0))
+        written = other & (dbar <= w) & (dbar >= -w)
         return ((dtrack == 0) & own) | written
 
     def near_or_conductor(b, h, q, kv):
@@ -162,5 +168,5 @@ def meloformer_mask(lay: Layout, cfg: ModelConfig) -> MaskMod:
 
 def mask_features(lay: Layout, cfg: ModelConfig) -> list[torch.Tensor]:
     """Every table the rules read besides the clock (the segment builders split on them)."""
-    features = [lay.kind, lay.doc, lay.track, lay.bar, lay.cell]
+    features = [lay.kind, lay.doc, lay.track, lay.bar, lay.cell, lay.fill]
     return features + [lay.family] if cfg.type_rule else features

@@ -25,6 +25,7 @@ FLAGS: dict[str, type] = {
     "learning_rate": float, "num_workers": int, "epochs": int, "max_steps": int,
     "warmup_steps": int, "phase2_step": int, "phase3_step": int, "seed": int,
     "log_every": int, "save_every": int, "max_bad_steps": int, "chunk_songs": int,
+    "infill_rate": float, "control_rate": float,
 }
 
 

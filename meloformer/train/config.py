@@ -48,6 +48,12 @@ class TrainConfig:
     """Also checkpoint when this many seconds passed since the last save (0: off)."""
     max_bad_steps: int = 20
     """Abort after this many steps skipped for a non-finite loss."""
+    infill_rate: float = 0.0
+    """Share of training songs laid out as infill examples (a random track, 1-8 random bars
+    moved to the end: docs/hid.md "Infilling"); 0 keeps the plain rows bit for bit."""
+    control_rate: float = 0.0
+    """Probability that each per-bar control token (note density, polyphony: docs/hid.md
+    "Controls") is written into a training song; 0 writes none (the plain rows)."""
 
     def __post_init__(self) -> None:
         # Messages read "<field>: <rule>, got <value>" so the params layer can prefix "train.".
@@ -61,6 +67,9 @@ class TrainConfig:
         _check("learning_rate", self.learning_rate, self.learning_rate > 0, "must be > 0")
         _check("min_lr_ratio", self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1,
                "must be in [0, 1]")
+        for name in ("infill_rate", "control_rate"):
+            value = getattr(self, name)
+            _check(name, value, 0 <= value <= 1, "must be in [0, 1]")
         for name in ("beta1", "beta2"):
             _check(name, getattr(self, name), 0 <= getattr(self, name) < 1, "must be in [0, 1)")
         _check("phase3_step", self.phase3_step, self.phase3_step >= self.phase2_step,

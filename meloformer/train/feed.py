@@ -9,6 +9,8 @@ from typing import Any
 import torch
 
 from meloformer.data.shards import SongIndex
+from meloformer.hid.controls import ControlBins
+from meloformer.hid.vocab import Vocab
 from meloformer.model.config import ModelConfig
 from meloformer.model.plan import Planner
 from meloformer.train.config import TrainConfig
@@ -53,13 +55,18 @@ class DataFeed:
         device: where the model and collectives run (nccl needs CUDA tensors); it picks the
             executor the loader builds mask plans for; CUDA also pins host memory.
         model_cfg: the model's config (mask rules, block sizes, length bucket).
+        vocab: the corpus's vocabulary (infill examples need its FILL tokens; required when
+            cfg.infill_rate or cfg.control_rate > 0).
+        control_bins: meta.json `control_bins` (required when cfg.control_rate > 0).
     """
 
     def __init__(
         self, index: SongIndex, cfg: TrainConfig, info: DistInfo, device: torch.device,
-        model_cfg: ModelConfig,
+        model_cfg: ModelConfig, vocab: Vocab | None = None,
+        control_bins: ControlBins | None = None,
     ) -> None:
         self.index, self.cfg, self.info, self.device = index, cfg, info, device
+        self.vocab, self.control_bins = vocab, control_bins
         self.planner = Planner(model_cfg, device.type)
         self.pin = device.type == "cuda"
         self._iter = None
@@ -85,7 +92,9 @@ class DataFeed:
             state = DataState(position, 0, phase.batch_size)
         self.stop()
         dataset = PlanDataset(self.index, self.plans(state.origin, state.batch_size),
-                              self.cfg.max_seq_len, self.cfg.seed, self.planner)
+                              self.cfg.max_seq_len, self.cfg.seed, self.planner,
+                              self.cfg.infill_rate, self.vocab, self.cfg.control_rate,
+                              self.control_bins)
         self._iter = iter(make_loader(dataset, state.done, phase.num_workers, self.pin))
         # One collective per (re)start, none per step: the batches left on the poorest rank.
         left = torch.tensor([len(dataset) - state.done], device=self.device)

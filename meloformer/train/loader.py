@@ -16,8 +16,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from meloformer.data.crop import crop
 from meloformer.data.shards import ShardReader, SongIndex
+from meloformer.hid.controls import ControlBins, add_controls
+from meloformer.hid.vocab import Vocab
 from meloformer.model.batch import IGNORE, Batch
 from meloformer.model.plan import MaskPlan, Planner
+from meloformer.train.infill import (
+    control_rng,
+    ignore_placeholder_targets,
+    infill_rng,
+    song_example,
+)
 from meloformer.train.plan import PlannedBatch
 
 
@@ -45,14 +53,25 @@ class PlanDataset(Dataset):
         max_seq_len: crop budget per song.
         seed: with the epoch and song index, fixes each song's crop window.
         planner: builds each batch's MaskPlan (the model's config and device).
+        infill_rate, vocab: share of songs laid out as infill examples (train/infill.py);
+            0 (the default) builds exactly the plain rows.
+        control_rate, control_bins: probability of each per-bar control token (hid/controls.py)
+            and the bins that define them; 0 (the default): no control tokens.
     """
 
     def __init__(
         self, index: SongIndex, plans: Sequence[PlannedBatch], max_seq_len: int, seed: int,
-        planner: Planner,
+        planner: Planner, infill_rate: float = 0.0, vocab: Vocab | None = None,
+        control_rate: float = 0.0, control_bins: ControlBins | None = None,
     ) -> None:
         self.index, self.plans = index, list(plans)
         self.max_seq_len, self.seed, self.planner = max_seq_len, seed, planner
+        if (infill_rate > 0 or control_rate > 0) and vocab is None:
+            raise ValueError("PlanDataset: infill_rate or control_rate > 0 needs the vocabulary")
+        if control_rate > 0 and control_bins is None:
+            raise ValueError("PlanDataset: control_rate > 0 needs the control bins")
+        self.infill_rate, self.vocab = infill_rate, vocab
+        self.control_rate, self.control_bins = control_rate, control_bins
         self._reader: ShardReader | None = None  # built lazily in each worker process
 
     def __len__(self) -> int:
@@ -65,11 +84,21 @@ class PlanDataset(Dataset):
         rows = [[self._song(plan.epoch, s) for s in row] for row in plan.rows]
         batch = Batch.from_encodings(rows, plan.length)
         batch.targets[plan.n_real :] = IGNORE  # filler rows keep the shape, add no loss
+        if self.infill_rate > 0:
+            ignore_placeholder_targets(batch, self.vocab)
         return MicroBatch(batch, self.planner(batch)), i
 
     def _song(self, epoch: int, song: int):
         rng = np.random.default_rng([self.seed, epoch, song])
-        return crop(self._reader.song(song), self.max_seq_len, rng)
+        enc, budget = self._reader.song(song), self.max_seq_len
+        if self.control_rate > 0:  # controls first; the song keeps the length it was planned at
+            budget = min(len(enc), budget)
+            enc = add_controls(enc, self.vocab, self.control_bins, self.control_rate,
+                               control_rng(self.seed, epoch, song))
+        if self.infill_rate > 0:
+            fill_rng = infill_rng(self.seed, epoch, song)
+            return song_example(enc, budget, rng, fill_rng, self.infill_rate, self.vocab)
+        return crop(enc, budget, rng)
 
 
 def _first(item):

@@ -21,6 +21,8 @@ from typing import Literal
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from meloformer.data.controls import read_control_bins
+from meloformer.data.meta import meta_path
 from meloformer.data.shards import build_index
 from meloformer.device import resolve_device
 from meloformer.io import json_ready
@@ -45,7 +47,13 @@ from meloformer.train.optim import build_optimizer
 from meloformer.train.phases import oom_line, phase_at, switch_line
 from meloformer.train.schedule import lr_at
 from meloformer.train.step import LossModule, train_step
-from meloformer.train.vocabulary import VocabRecord, check_corpus, checkpoint_vocab, corpus_vocab
+from meloformer.train.vocabulary import (
+    VocabError,
+    VocabRecord,
+    check_corpus,
+    checkpoint_vocab,
+    corpus_vocab,
+)
 
 
 class TooManyBadSteps(RuntimeError):
@@ -148,7 +156,11 @@ class _Run:
         self.vocab = vocab
         self.optimizer = build_optimizer(model, cfg)
         index = build_index(data_dir)
-        self.feed = DataFeed(index, cfg, info, dev, model.cfg)
+        bins = read_control_bins(meta_path(data_dir)) if cfg.control_rate > 0 else None
+        if cfg.control_rate > 0 and bins is None:
+            raise VocabError(f"{meta_path(data_dir)}: no control_bins (preprocessed before "
+                             "controls existed): rerun preprocess, or set control_rate 0")
+        self.feed = DataFeed(index, cfg, info, dev, model.cfg, vocab.vocab(), bins)
         self.epoch_steps = epoch_steps(index, cfg, info.world)
         self.total_steps = max(1, min(cfg.max_steps or self.epoch_steps, self.epoch_steps))
         self.step, self.bad_steps, self.oom_halvings, self.tokens = 0, 0, 0, 0

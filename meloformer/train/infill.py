@@ -1,0 +1,78 @@
+"""Infill training examples: a share of the training rows (`train.infill_rate`) are laid out
+for infilling (docs/hid.md "Infilling") -- one random track, a random span of 1-8 bars.
+
+Loss policy (docs/generation.md "Infilling"): every target is kept except a `FILL`
+placeholder as a target: *which* bars are placeholders is the user's choice (random in
+training), not music, and learning it would teach plain generation to emit placeholders. The
+placeholders are inputs; the song around them stays a language-modelling target as in a plain
+row, and the fills (FILL_START, the span's notes, FILL_END, EOS) are targets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from meloformer.data.crop import crop
+from meloformer.hid.infill import Span, infill_layout
+from meloformer.hid.song import Encoding
+from meloformer.hid.vocab import BOS, EOS, Family, Vocab
+from meloformer.model.batch import IGNORE, Batch
+
+MAX_SPAN_BARS = 8
+GROWTH = 2 * MAX_SPAN_BARS  # tokens a span adds at most (FILL_START and FILL_END per bar)
+INFILL_STREAM = 7  # salt of the infill RNG stream, apart from the crop's
+CONTROL_STREAM = 11  # salt of the per-bar control drops (hid/controls.py add_controls)
+
+
+def infill_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
+    """The per-(epoch, song) stream of infill draws (the crop's stream is left untouched)."""
+    return np.random.default_rng([seed, epoch, song, INFILL_STREAM])
+
+
+def control_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
+    """The per-(epoch, song) stream of control-token drops."""
+    return np.random.default_rng([seed, epoch, song, CONTROL_STREAM])
+
+
+def random_span(enc: Encoding, rng: np.random.Generator) -> Span | None:
+    """A random instrument track and 1-8 consecutive bars of it present in `enc`; None when
+    `enc` holds no instrument bar."""
+    body = (enc.type == Family.BAR) & (enc.track > 0) & (enc.ids != BOS) & (enc.ids != EOS)
+    openers = np.flatnonzero(body)
+    if len(openers) == 0:
+        return None
+    i = int(rng.choice(openers))
+    track, first = int(enc.track[i]), int(enc.bar[i])
+    bars = set(enc.bar[openers[enc.track[openers] == track]].tolist())
+    last = first
+    for _ in range(int(rng.integers(1, MAX_SPAN_BARS + 1)) - 1):
+        if last + 1 not in bars:
+            break
+        last += 1
+    return Span(track - 1, first, last)
+
+
+def song_example(
+    enc: Encoding, max_len: int, crop_rng: np.random.Generator,
+    fill_rng: np.random.Generator, rate: float, vocab: Vocab,
+) -> Encoding:
+    """One training song: with probability `rate` an infill example, else the plain crop.
+
+    An infill example is cropped to GROWTH tokens less than the plain one would take, so it
+    never outgrows the row the planner made for the song. `rate == 0` draws nothing from
+    `fill_rng` and returns exactly `crop(enc, max_len, crop_rng)`.
+    """
+    if rate <= 0 or fill_rng.random() >= rate:
+        return crop(enc, max_len, crop_rng)
+    budget = min(len(enc), max_len) - GROWTH
+    header = int(((enc.ids == BOS) | (enc.type == Family.TRACK)).sum())
+    if budget < header + 8:  # too short to cut: keep the plain row
+        return crop(enc, max_len, crop_rng)
+    window = crop(enc, budget, crop_rng)
+    span = random_span(window, fill_rng)
+    return window if span is None else infill_layout(window, [span], vocab)
+
+
+def ignore_placeholder_targets(batch: Batch, vocab: Vocab) -> None:
+    """Targets that are a FILL placeholder -> IGNORE, in place (see the module docstring)."""
+    batch.targets.masked_fill_(batch.targets == vocab.index["FILL"], IGNORE)
