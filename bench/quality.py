@@ -1,7 +1,7 @@
 """Quality at equal compute: bits per note of MeloFormer against HID + dense and REMI + dense.
 
-    python bench/quality.py [--out runs/quality] [--steps 150] [--seeds 1337 7] [--json OUT]
-                            [--eval-dir DIR] [--quick]
+    python bench/quality.py [--out runs/quality] [--steps 200] [--seeds 1337 7] [--json OUT]
+                            [--eval-dir DIR] [--gen-samples 4] [--quick]
 
 Three models of one size (`small`), trained here by one loop with the same optimizer (AdamW,
 weight decay 0.1 on matrices, clip 1.0), schedule (20 warm-up steps, then a constant 1e-3, so
@@ -20,6 +20,14 @@ fit in 1024 tokens under *both* tokenisations, so every model reads the same mus
 **Bits per note** = the window's summed next-token NLL (bits) / the notes in it (HID's count,
 the same number for every model), summed over songs before dividing. Per-family figures are
 bits per note too, so they add up to the total.
+
+Music metrics, generated vs real: each model's equal-steps checkpoint writes --gen-samples
+songs from scratch (--gen-bars bars, at most --gen-tokens tokens; one temperature, top_p and
+sampler seed for all): HID through the project's generate API, decoded by its decoder; REMI by
+a plain uncached sampling loop, decoded by miditok. Every MIDI is read back by the HID encoder
+and scored by the evaluate stage's music_metrics against the scored songs' first --gen-bars
+bars (out-of-range share against the train split's pitch ranges); the table shows
+|generated - real| per metric, mean and sd over seeds.
 
 Two columns. Equal steps: every model at --steps. Equal time: the per-step times of the three
 are measured side by side in one process (single steps interleaved, 10 rounds, median), and
@@ -375,31 +383,32 @@ def hid_samples(model: MeloFormer, vocab: Vocab, g: GenSettings) -> list[bytes |
 
 @torch.no_grad()
 def remi_sample_ids(model, t: RemiTables, g: GenSettings) -> list[list[int]]:
-    """REMI: a plain sampling loop, the whole model re-run over every row for every token
-    (no cache, no grammar: only PAD/BOS/MASK are barred). Rows grow in lockstep from BOS; a
-    row ends at EOS, at the Bar token that would open bar `bars` + 1, or at `max_tokens`
-    tokens; a finished row is padded with EOS (never read back).
+    """REMI: a plain sampling loop, the whole model re-run over every open row for every token
+    (no cache, no grammar: only PAD/BOS/MASK are barred). Rows start at BOS and grow by one
+    token per step (so the open rows always have one length); a row ends at EOS, at the Bar
+    token that would open bar `bars` + 1, or at `max_tokens` tokens.
 
     Returns:
         Per sample, its ids without BOS and without the token that ended it.
     """
     model.eval()
-    n = g.n_samples
     gen = torch.Generator().manual_seed(g.seed)
     allowed = torch.from_numpy(t.family != 0)  # family 0: the special tokens
     allowed[t.eos] = True
-    rows, bars, ends = [[t.bos] for _ in range(n)], [0] * n, [0] * n
-    while not all(ends) and len(rows[0]) < g.max_tokens:
-        batch = Batch.from_encodings([[remi_stream(np.array(r), t)] for r in rows])
-        logits = model(batch)[:, -1]  # (n, V) after each row's last token
-        tokens = sample(logits, allowed.expand(n, -1), g.sampling(), gen).tolist()
-        for i, tok in enumerate(tokens):
-            if not ends[i]:
-                bars[i] += bool(t.is_bar[tok])
-                if tok == t.eos or bars[i] > g.bars:
-                    ends[i], tok = len(rows[i]), t.eos
-            rows[i].append(tok if not ends[i] else t.eos)
-    return [r[1 : e or len(r)] for r, e in zip(rows, ends, strict=True)]
+    rows, bars, done = [[t.bos] for _ in range(g.n_samples)], [0] * g.n_samples, []
+    open_ = list(range(g.n_samples))
+    while open_ and len(rows[open_[0]]) < g.max_tokens:
+        batch = Batch.from_encodings([[remi_stream(np.array(rows[i]), t)] for i in open_])
+        logits = model(batch)[:, -1]  # (open rows, V) after each row's last token
+        tokens = sample(logits, allowed.expand(len(open_), -1), g.sampling(), gen).tolist()
+        for i, tok in zip(open_, tokens, strict=True):
+            bars[i] += bool(t.is_bar[tok])
+            if tok == t.eos or bars[i] > g.bars:
+                done.append(i)
+            else:
+                rows[i].append(tok)
+        open_ = [i for i in open_ if i not in done]
+    return [r[1:] for r in rows]
 
 
 def remi_samples(model, tok, t: RemiTables, g: GenSettings) -> list[bytes | None]:
@@ -651,7 +660,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(CORPUS), help="MIDI folder (train/val by discover)")
     ap.add_argument("--out", default=str(REPO / "runs" / "quality"), help="runs + checkpoints")
-    ap.add_argument("--steps", type=int, default=150, help="(a)'s optimizer steps")
+    ap.add_argument("--steps", type=int, default=200, help="(a)'s optimizer steps")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1337, 7])
     ap.add_argument("--size", default="small")
     ap.add_argument("--length", type=int, default=1024, help="row length (train and eval)")
@@ -757,7 +766,9 @@ def report(result: dict, json_path: str | None) -> None:
 
 def gap_rows(gaps: dict) -> list[dict]:
     """One row per music metric: the real value, then each model's |generated - real| (mean,
-    sd over seeds). Models without samples are left out."""
+    sd over seeds; where a metric is undefined for some seed's samples, e.g. pitch metrics of
+    drums-only songs, the sd cell says over how many seeds the mean is). Models without
+    samples are left out."""
     models = [n for n in MODELS if gaps.get(n)]
     if not models:
         return []
@@ -768,6 +779,8 @@ def gap_rows(gaps: dict) -> list[dict]:
         for n in models:
             vals = [v for g in gaps[n].values() if math.isfinite(v := _gap(g["music"][metric]))]
             row[n], row[_sd_col(n)] = mean_sd(vals) if vals else (math.nan, math.nan)
+            if len(vals) < len(gaps[n]):
+                row[_sd_col(n)] = f"{len(vals)}/{len(gaps[n])} seeds"
         rows.append(row)
     return rows
 
