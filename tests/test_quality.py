@@ -109,6 +109,38 @@ def test_remi_sampler_stops_at_the_bar_count_and_token_budget():
     assert bar_id in budget[0]
 
 
+class CoinModel(torch.nn.Module):
+    """Even odds of Pitch_60 and EOS after any prefix; records each batch's shape."""
+
+    def __init__(self, pitch: int, eos: int, vocab: int):
+        super().__init__()
+        self.pitch, self.eos, self.vocab, self.shapes = pitch, eos, vocab, []
+
+    def forward(self, batch):
+        B, T = batch.shape
+        self.shapes.append((B, T))
+        logits = torch.full((B, T, self.vocab), -1e9)
+        logits[:, :, [self.pitch, self.eos]] = 0.0
+        return logits
+
+
+def test_remi_sampler_rows_that_end_leave_the_batch():
+    t = quality.RemiTables.of(quality.remi_tokenizer())
+    names = [quality.remi_tokenizer()[i] for i in range(len(t.family))]
+    pitch = names.index("Pitch_60")
+    model = CoinModel(pitch, t.eos, len(t.family))
+    g = quality.GenSettings(n_samples=6, bars=4, max_tokens=40, seed=3)
+    out = quality.remi_sample_ids(model, t, g)
+    assert all(set(ids) <= {pitch} for ids in out)  # EOS ends a row and is not kept
+    assert len({len(ids) for ids in out}) > 1  # the rows ended at different steps
+    rows = [b for b, _ in model.shapes]
+    assert rows[0] == 6 and rows == sorted(rows, reverse=True)  # ended rows are dropped
+    assert [T for _, T in model.shapes] == list(range(1, len(model.shapes) + 1))
+    # Step k's batch holds the rows still open: those longer than k - 1 tokens, or at the
+    # budget; each row was read once per token it sampled.
+    assert sum(rows) == sum(min(len(ids) + 1, g.max_tokens - 1) for ids in out)
+
+
 def test_real_scores_are_the_first_bars_of_each_song():
     from meloformer.hid.encode import encode_file, vocab_for
     from meloformer.hid.vocab import Family
