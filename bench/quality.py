@@ -1,7 +1,7 @@
 """Quality at equal compute: bits per note of MeloFormer against HID + dense and REMI + dense.
 
-    python bench/quality.py [--out runs/quality] [--steps 150] [--seeds 1337 7] [--json OUT]
-                            [--eval-dir DIR] [--quick]
+    python bench/quality.py [--out runs/quality] [--steps 200] [--seeds 1337 7] [--json OUT]
+                            [--eval-dir DIR] [--gen-samples 4] [--quick]
 
 Three models of one size (`small`), trained here by one loop with the same optimizer (AdamW,
 weight decay 0.1 on matrices, clip 1.0), schedule (20 warm-up steps, then a constant 1e-3, so
@@ -20,6 +20,14 @@ fit in 1024 tokens under *both* tokenisations, so every model reads the same mus
 **Bits per note** = the window's summed next-token NLL (bits) / the notes in it (HID's count,
 the same number for every model), summed over songs before dividing. Per-family figures are
 bits per note too, so they add up to the total.
+
+Music metrics, generated vs real: each model's equal-steps checkpoint writes --gen-samples
+songs from scratch (--gen-bars bars, at most --gen-tokens tokens; one temperature, top_p and
+sampler seed for all): HID through the project's generate API, decoded by its decoder; REMI by
+a plain uncached sampling loop, decoded by miditok. Every MIDI is read back by the HID encoder
+and scored by the evaluate stage's music_metrics against the scored songs' first --gen-bars
+bars (out-of-range share against the train split's pitch ranges); the table shows
+|generated - real| per metric, mean and sd over seeds.
 
 Two columns. Equal steps: every model at --steps. Equal time: the per-step times of the three
 are measured side by side in one process (single steps interleaved, 10 rounds, median), and
@@ -41,12 +49,13 @@ sys.path.append(sys.path.pop(0))
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -56,11 +65,17 @@ from common import CORPUS, REPO, SAMPLE, print_table, write_json  # noqa: E402
 
 from meloformer.data.config import DiscoverConfig  # noqa: E402
 from meloformer.data.discover import find_midi  # noqa: E402
+from meloformer.data.meta import pitch_ranges  # noqa: E402
+from meloformer.evaluate.evaluate import music_metrics  # noqa: E402
+from meloformer.generate import Conditions, Request, SamplingConfig, from_scratch, generate  # noqa: E402
+from meloformer.generate.sampling import sample  # noqa: E402
 from meloformer.hid import HIDConfig  # noqa: E402
-from meloformer.hid.encode import encode_bytes, vocab_for  # noqa: E402
+from meloformer.hid.decode import decode, parse_tokens  # noqa: E402
+from meloformer.hid.encode import encode_bytes, score_bytes, vocab_for  # noqa: E402
 from meloformer.hid.errors import HIDError  # noqa: E402
+from meloformer.hid.score import Score  # noqa: E402
 from meloformer.hid.song import Encoding  # noqa: E402
-from meloformer.hid.vocab import BOS, Family  # noqa: E402
+from meloformer.hid.vocab import BOS, EOS, Family, Vocab  # noqa: E402
 from meloformer.model.batch import IGNORE, Batch  # noqa: E402
 from meloformer.model.config import ModelConfig  # noqa: E402
 from meloformer.model.transformer import MeloFormer  # noqa: E402
@@ -73,6 +88,7 @@ MODELS = {  # name -> (tokenisation, ModelConfig.attention)
     "remi-dense": ("remi", "dense"),
 }
 BASE = "hid-sparse"
+SAVE_EVERY = 50  # steps between checkpoints besides the scored ones (an interrupt loses less)
 RUN_ORDER = ("hid-sparse", "remi-dense", "hid-dense")  # (a) vs (c) first if time runs out
 REMI_FAMILIES = ("Special", "Bar", "Position", "Pitch", "Velocity", "Duration", "Program",
                  "Tempo", "TimeSig", "Other")
@@ -122,10 +138,16 @@ class RemiTables:
 
 
 def remi_encoding(ids: np.ndarray, t: RemiTables) -> Encoding:
-    """REMI ids (BOS/EOS added) with metadata the transformer can read: bar = Bar tokens
+    """REMI ids (BOS/EOS added) with metadata the transformer can read (remi_stream)."""
+    return remi_stream(np.concatenate([[t.bos], ids, [t.eos]]), t)
+
+
+def remi_stream(ids: np.ndarray, t: RemiTables) -> Encoding:
+    """REMI ids as given (a whole song or a prefix) with their metadata: bar = Bar tokens
     so far, pos = the last Position in the bar, program = the last Program token (129 before
-    any), track 0, type 0. Each is a function of the prefix, as HID's metadata is."""
-    ids = np.concatenate([[t.bos], ids, [t.eos]]).astype(np.int64)
+    any), track 0, type 0. Each is a function of the prefix, as HID's metadata is, so the
+    sampler can rebuild it after every token."""
+    ids = np.asarray(ids, dtype=np.int64)
     bar = np.maximum(np.cumsum(t.is_bar[ids]) - 1, 0)
     n = np.arange(len(ids))
     pos_at = np.where(t.is_bar[ids] | (t.position[ids] >= 0), n, -1)
@@ -331,6 +353,114 @@ def score(model: MeloFormer, windows: list[Encoding], notes: list[int], family_o
             "notes": n, "tokens": total_tokens, "family_bits_per_note": (fam_bits / n).tolist()}
 
 
+# ---------------------------------------------------------------- generated vs real
+
+
+@dataclass(frozen=True)
+class GenSettings:
+    """One sampling setting for every model: `n_samples` songs from scratch (the model picks
+    the instruments), `bars` bars each, at most `max_tokens` tokens, drawn by
+    meloformer.generate.sampling.sample with this temperature, top_p and seed."""
+
+    n_samples: int = 4
+    bars: int = 4
+    max_tokens: int = 512
+    temperature: float = 1.0
+    top_p: float = 0.95
+    seed: int = 0
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.temperature, 0, self.top_p, self.seed)
+
+
+def hid_samples(model: MeloFormer, vocab: Vocab, g: GenSettings) -> list[bytes | None]:
+    """HID: the project's generate API (grammar-constrained, KV cache) asked for `bars` bars
+    within `max_tokens`, each song decoded to MIDI by the project's decoder."""
+    req = Request(from_scratch(vocab), Conditions(n_bars=g.bars, max_tokens=g.max_tokens),
+                  g.sampling(), g.n_samples)
+    return [midi_bytes(decode(song.ids, vocab)) for song in generate(model, vocab, req)]
+
+
+@torch.no_grad()
+def remi_sample_ids(model, t: RemiTables, g: GenSettings) -> list[list[int]]:
+    """REMI: a plain sampling loop, the whole model re-run over every open row for every token
+    (no cache, no grammar: only PAD/BOS/MASK are barred). Rows start at BOS and grow by one
+    token per step (so the open rows always have one length); a row ends at EOS, at the Bar
+    token that would open bar `bars` + 1, or at `max_tokens` tokens.
+
+    Returns:
+        Per sample, its ids without BOS and without the token that ended it.
+    """
+    model.eval()
+    gen = torch.Generator().manual_seed(g.seed)
+    allowed = torch.from_numpy(t.family != 0)  # family 0: the special tokens
+    allowed[t.eos] = True
+    rows, bars, done = [[t.bos] for _ in range(g.n_samples)], [0] * g.n_samples, []
+    open_ = list(range(g.n_samples))
+    while open_ and len(rows[open_[0]]) < g.max_tokens:
+        batch = Batch.from_encodings([[remi_stream(np.array(rows[i]), t)] for i in open_])
+        logits = model(batch)[:, -1]  # (open rows, V) after each row's last token
+        tokens = sample(logits, allowed.expand(len(open_), -1), g.sampling(), gen).tolist()
+        for i, tok in zip(open_, tokens, strict=True):
+            bars[i] += bool(t.is_bar[tok])
+            if tok == t.eos or bars[i] > g.bars:
+                done.append(i)
+            else:
+                rows[i].append(tok)
+        open_ = [i for i in open_ if i not in done]
+    return [r[1:] for r in rows]
+
+
+def remi_samples(model, tok, t: RemiTables, g: GenSettings) -> list[bytes | None]:
+    """REMI samples decoded to MIDI by miditok (None: nothing to decode, or miditok failed)."""
+    out = []
+    for ids in remi_sample_ids(model, t, g):
+        try:
+            out.append(tok.decode(ids).dumps_midi() if ids else None)
+        except Exception:  # noqa: BLE001 - a malformed sample counts as undecodable
+            out.append(None)
+    return out
+
+
+def midi_bytes(mid) -> bytes:
+    buf = io.BytesIO()
+    mid.save(file=buf)
+    return buf.getvalue()
+
+
+def midi_scores(midis: list[bytes | None]) -> tuple[list[Score], int]:
+    """Each MIDI read back by the HID encoder onto its grid, as the metrics expect; the number
+    it could not read (empty, or rejected) is returned beside the scores."""
+    scores = []
+    for data in midis:
+        try:
+            scores.append(score_bytes(data, HIDConfig()) if data else None)
+        except HIDError:
+            scores.append(None)
+    ok = [s for s in scores if s is not None]
+    return ok, len(scores) - len(ok)
+
+
+def real_scores(songs: list[Song], bars: int, vocab: Vocab) -> list[Score]:
+    """The real songs' first `bars` bars (every track), as Scores."""
+    out = []
+    for s in songs:
+        ids = take_bars(s.hid, 0, bars).ids.astype(np.int64)
+        out.append(parse_tokens(ids if ids[-1] == EOS else np.r_[ids, EOS], vocab))
+    return out
+
+
+def train_pitch_ranges(songs: list[Song], vocab: Vocab) -> dict[int, tuple[int, int]]:
+    """Per program, the pitch range of the train songs (meloformer.data.meta.pitch_ranges,
+    the rule preprocess writes to meta.json), for the out-of-range share."""
+    hist = np.zeros(130 * 128, dtype=np.int64)
+    for s in songs:
+        keep = s.hid.type == Family.PITCH
+        cells = s.hid.program[keep].astype(np.int64) * 128 + vocab.value_of[s.hid.ids[keep]]
+        hist += np.bincount(cells.astype(np.int64), minlength=hist.size)
+    return {int(k): (v[0], v[1]) for k, v in pitch_ranges(hist.reshape(130, 128)).items()}
+
+
 # ---------------------------------------------------------------- the bench
 
 
@@ -357,6 +487,11 @@ class Bench:
         self.windows = eval_windows(self.eval_songs[: args.max_eval], args.length)
         if not self.train or not self.windows:
             raise SystemExit(f"quality: no train songs or no val window ({self.counts})")
+        self.gen = GenSettings(args.gen_samples, args.gen_bars, min(args.gen_tokens, args.length),
+                               args.temperature, args.top_p, args.gen_seed)
+        # The real side of the gaps: the scored songs' (val, or --eval-dir's) first bars.
+        self.real = real_scores(self.eval_songs[: args.max_eval], self.gen.bars, self.hid_vocab)
+        self.ranges = train_pitch_ranges(self.train, self.hid_vocab)
 
     def batch(self, name: str, step: int, seed: int) -> Batch:
         return step_batch(self.train, MODELS[name][0], step, seed, self.args.rows,
@@ -395,7 +530,7 @@ class Bench:
         """
         run_dir = self.out / f"{name}-s{seed}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        model, start, curve = self.model(name, seed), 0, []
+        model, start, curve, train_s = self.model(name, seed), 0, [], 0.0
         opt = self.optimizer(model)
         last = run_dir / "last.pt"
         if last.exists():
@@ -404,19 +539,23 @@ class Bench:
             opt.load_state_dict(state["optimizer"])
             start = int(state["step"])
             curve = json.loads((run_dir / "curve.json").read_text())
-        train_s = curve[-1]["train_seconds"] if curve else 0.0
+            train_s = float(state.get("train_seconds", curve[-1]["train_seconds"] if curve
+                                      else 0.0))
         for step in range(start, stop):
             t0 = time.perf_counter()
             loss = train_step(model, opt, self.batch(name, step, seed),
                               lr_at(step, self.args.lr, self.args.warmup), 1.0)
             train_s += time.perf_counter() - t0
             done = step + 1
-            if done % 50 == 0:
-                print(f"  {name} s{seed} step {done}/{stop} loss {loss:.3f}", flush=True)
-            if done in evals or done == stop:
+            if done % SAVE_EVERY == 0:
+                print(f"  {name} s{seed} step {done}/{stop} loss {loss:.3f} "
+                      f"({train_s:.0f} s)", flush=True)
+            scored = done in evals or done == stop
+            if scored:
                 point = {"step": done, "train_seconds": train_s, **self.evaluate(model, name)}
                 curve.append(point)
-                self._save(run_dir, model, opt, done, curve, keep)
+            if scored or done % SAVE_EVERY == 0:
+                self._save(run_dir, model, opt, done, curve, keep, train_s)
         return curve
 
     def evaluate(self, model: MeloFormer, name: str) -> dict:
@@ -428,8 +567,35 @@ class Bench:
             n: b for n, b in zip(names, result["family_bits_per_note"], strict=True) if b > 0}
         return result
 
-    def _save(self, run_dir: Path, model, opt, step: int, curve: list, keep: set[int]) -> None:
-        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}
+    def gaps(self, name: str, seed: int, step: int) -> dict:
+        """The evaluate stage's music metrics of (name, seed)'s samples at `step` beside the
+        real songs', with |generated - real| (music_metrics); kept in gaps-<step>.json, reused
+        while the sampling settings are unchanged."""
+        run_dir = self.out / f"{name}-s{seed}"
+        path = run_dir / f"gaps-{step}.json"
+        settings = asdict(self.gen)
+        if path.exists() and (cached := json.loads(path.read_text()))["settings"] == settings:
+            return cached
+        model = self.model(name, seed)
+        ckpt = torch.load(run_dir / f"step-{step}.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        t0 = time.perf_counter()
+        if MODELS[name][0] == "hid":
+            midis = hid_samples(model, self.hid_vocab, self.gen)
+        else:
+            midis = remi_samples(model, remi_tokenizer(), self.remi_tables, self.gen)
+        generated, failed = midi_scores(midis)
+        music, _ = music_metrics(self.real, generated, self.hid_vocab,
+                                 max(1, self.gen.bars - 1), self.ranges)
+        result = {"settings": settings, "step": step, "decoded": len(generated),
+                  "failed": failed, "seconds": time.perf_counter() - t0, "music": music}
+        write_json(path, result)
+        return result
+
+    def _save(self, run_dir: Path, model, opt, step: int, curve: list, keep: set[int],
+              train_s: float) -> None:
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                 "train_seconds": train_s}
         tmp = run_dir / "last.pt.tmp"
         torch.save(state, tmp)
         if step in keep:
@@ -494,7 +660,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(CORPUS), help="MIDI folder (train/val by discover)")
     ap.add_argument("--out", default=str(REPO / "runs" / "quality"), help="runs + checkpoints")
-    ap.add_argument("--steps", type=int, default=150, help="(a)'s optimizer steps")
+    ap.add_argument("--steps", type=int, default=200, help="(a)'s optimizer steps")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1337, 7])
     ap.add_argument("--size", default="small")
     ap.add_argument("--length", type=int, default=1024, help="row length (train and eval)")
@@ -506,6 +672,15 @@ def main() -> None:
     ap.add_argument("--max-files", type=int, default=None, help="first N corpus files only")
     ap.add_argument("--time-rounds", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of this process")
+    ap.add_argument("--gen-samples", type=int, default=4,
+                    help="songs each model generates for the music-metric gaps (0: none)")
+    ap.add_argument("--gen-bars", type=int, default=4, help="bars of each generated song")
+    ap.add_argument("--gen-tokens", type=int, default=512,
+                    help="token budget of a generated song (REMI's uncached sampler re-reads "
+                         "the whole prefix per token: its cost grows with the square of this)")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--gen-seed", type=int, default=0, help="seeds the sampler")
     ap.add_argument("--eval-dir", help="score the trained runs on this MIDI folder instead")
     ap.add_argument("--json", help="also write the table and curves here")
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tests)")
@@ -518,6 +693,7 @@ def main() -> None:
     if args.quick:
         args.corpus, args.steps, args.length, args.evals = str(SAMPLE), 4, 256, 2
         args.max_eval, args.time_rounds, args.warmup = 4, 2, 2
+        args.gen_samples, args.gen_bars, args.gen_tokens = min(args.gen_samples, 2), 2, 128
     # One thread per process: on a shared 2-core machine two threads stall each other under
     # load (measured 3.5-5 s vs 2 s a step); run seeds as parallel processes instead.
     torch.set_num_threads(args.threads)
@@ -535,6 +711,10 @@ def main() -> None:
                 curves[name][seed] = eval_dir_curve(bench, name, seed, sorted(keep_steps))
             else:
                 curves[name][seed] = bench.run(name, seed, p["stop"], p["evals"], keep_steps)
+    gaps: dict[str, dict[int, dict]] = {n: {} for n in MODELS}
+    for seed in args.seeds if args.gen_samples else ():
+        for name in RUN_ORDER:
+            gaps[name][seed] = bench.gaps(name, seed, args.steps)
     remi_notes = sum(int(bench.remi_tables.is_note[w.remi.ids].sum()) for w in bench.windows)
     result = {
         "bench": "quality", "counts": bench.counts,
@@ -544,6 +724,7 @@ def main() -> None:
         "scored": {"songs": len(bench.windows), "notes": sum(w.notes for w in bench.windows),
                    "remi_notes": remi_notes},
         "curves": {n: {str(s): c for s, c in v.items()} for n, v in curves.items()},
+        "gaps": {n: {str(s): g for s, g in v.items()} for n, v in gaps.items()},
     }
     report(result, args.json)
 
@@ -566,8 +747,51 @@ def report(result: dict, json_path: str | None) -> None:
                        "sd@time", "vs_a_time_%"])
     print(f"\nbits per note by target family at {steps} steps (mean over seeds)")
     print_table(fams, ["model", "family", "bits/note"])
+    gaps = gap_rows(result.get("gaps", {}))
+    if gaps:
+        g = next(iter(next(iter(result["gaps"].values())).values()))["settings"]
+        decoded = ", ".join(
+            f"{n} {sum(x['decoded'] for x in v.values())}/"
+            f"{sum(x['decoded'] + x['failed'] for x in v.values())}"
+            for n, v in result["gaps"].items())
+        print(f"\nmusic metrics at {steps} steps: |generated - real| per model, mean and sd "
+              f"over seeds; {g['n_samples']} songs per model and seed from scratch, "
+              f"{g['bars']} bars, <= {g['max_tokens']} tokens, temperature "
+              f"{g['temperature']}, top_p {g['top_p']}, sampler seed {g['seed']}; real = "
+              f"the scored songs' first {g['bars']} bars; decoded: {decoded}")
+        print_table(gaps, ["metric", "real", *[c for n in MODELS for c in (n, _sd_col(n))]])
     if json_path:
-        write_json(json_path, {**result, "rows": rows, "families": fams})
+        write_json(json_path, {**result, "rows": rows, "families": fams, "gap_rows": gaps})
+
+
+def gap_rows(gaps: dict) -> list[dict]:
+    """One row per music metric: the real value, then each model's |generated - real| (mean,
+    sd over seeds; where a metric is undefined for some seed's samples, e.g. pitch metrics of
+    drums-only songs, the sd cell says over how many seeds the mean is). Models without
+    samples are left out."""
+    models = [n for n in MODELS if gaps.get(n)]
+    if not models:
+        return []
+    first = next(iter(gaps[models[0]].values()))["music"]
+    rows = []
+    for metric, value in first.items():
+        row = {"metric": metric, "real": value["real"] if isinstance(value, dict) else ""}
+        for n in models:
+            vals = [v for g in gaps[n].values() if math.isfinite(v := _gap(g["music"][metric]))]
+            row[n], row[_sd_col(n)] = mean_sd(vals) if vals else (math.nan, math.nan)
+            if len(vals) < len(gaps[n]):
+                row[_sd_col(n)] = f"{len(vals)}/{len(gaps[n])} seeds"
+        rows.append(row)
+    return rows
+
+
+def _sd_col(name: str) -> str:
+    return f"sd({'abc'[list(MODELS).index(name)]})"
+
+
+def _gap(value) -> float:
+    """A metric's gap; similarity_error is a distance between curves already."""
+    return value["gap"] if isinstance(value, dict) else value
 
 
 def merge(paths: list[str], json_path: str | None) -> None:
@@ -576,6 +800,8 @@ def merge(paths: list[str], json_path: str | None) -> None:
     result = dict(parts[0])
     result["curves"] = {n: {s: c for part in parts for s, c in part["curves"][n].items()}
                         for n in MODELS}
+    result["gaps"] = {n: {s: g for part in parts for s, g in part.get("gaps", {}).get(n, {})
+                          .items()} for n in MODELS}
     report(result, json_path)
 
 

@@ -73,6 +73,87 @@ def test_eval_windows_hold_the_same_bars_in_both_tokenisations():
     assert w.notes == int(tables.is_note[w.remi.ids].sum())  # same notes in the same bars
 
 
+class ScriptedModel(torch.nn.Module):
+    """Puts all mass on SCRIPT[len(prefix) - 1] and records each batch it is given."""
+
+    def __init__(self, script: list[int], vocab: int):
+        super().__init__()
+        self.script, self.vocab, self.seen = script, vocab, []
+
+    def forward(self, batch):
+        B, T = batch.shape
+        self.seen.append(batch)
+        logits = torch.full((B, T, self.vocab), -1e9)
+        logits[:, -1, self.script[(T - 1) % len(self.script)]] = 0.0
+        return logits
+
+
+def test_remi_sampler_stops_at_the_bar_count_and_token_budget():
+    t = quality.RemiTables.of(quality.remi_tokenizer())
+    names = [quality.remi_tokenizer()[i] for i in range(len(t.family))]
+    bar_id = names.index("Bar_None")
+    ids = [names.index(n) for n in ("Bar_None", "Position_0", "Program_0", "Pitch_60",
+                                     "Velocity_63", "Duration_1.0.8")]
+    model = ScriptedModel(ids, len(t.family))
+    g = quality.GenSettings(n_samples=2, bars=2, max_tokens=100, temperature=1.0)
+    out = quality.remi_sample_ids(model, t, g)
+    assert out == [ids * 2, ids * 2]  # the third Bar would open bar 3: the song ends there
+    first = model.seen[0]  # BOS alone, then one more token per call: no cache
+    assert [b.shape for b in model.seen] == [(2, n) for n in range(1, 14)]
+    assert first.ids[0, 0] == t.bos
+    last = model.seen[-1]  # the rows' metadata is REMI's (remi_stream): bar, position, program
+    assert last.bar[0, -1] == 1 and last.program[0, -1] == 0
+    budget = quality.remi_sample_ids(model, t, quality.GenSettings(n_samples=1, bars=9,
+                                                                   max_tokens=10))
+    assert budget == [(ids * 2)[:9]]  # BOS + 9 tokens = max_tokens
+    assert bar_id in budget[0]
+
+
+class CoinModel(torch.nn.Module):
+    """Even odds of Pitch_60 and EOS after any prefix; records each batch's shape."""
+
+    def __init__(self, pitch: int, eos: int, vocab: int):
+        super().__init__()
+        self.pitch, self.eos, self.vocab, self.shapes = pitch, eos, vocab, []
+
+    def forward(self, batch):
+        B, T = batch.shape
+        self.shapes.append((B, T))
+        logits = torch.full((B, T, self.vocab), -1e9)
+        logits[:, :, [self.pitch, self.eos]] = 0.0
+        return logits
+
+
+def test_remi_sampler_rows_that_end_leave_the_batch():
+    t = quality.RemiTables.of(quality.remi_tokenizer())
+    names = [quality.remi_tokenizer()[i] for i in range(len(t.family))]
+    pitch = names.index("Pitch_60")
+    model = CoinModel(pitch, t.eos, len(t.family))
+    g = quality.GenSettings(n_samples=6, bars=4, max_tokens=40, seed=3)
+    out = quality.remi_sample_ids(model, t, g)
+    assert all(set(ids) <= {pitch} for ids in out)  # EOS ends a row and is not kept
+    assert len({len(ids) for ids in out}) > 1  # the rows ended at different steps
+    rows = [b for b, _ in model.shapes]
+    assert rows[0] == 6 and rows == sorted(rows, reverse=True)  # ended rows are dropped
+    assert [T for _, T in model.shapes] == list(range(1, len(model.shapes) + 1))
+    # Step k's batch holds the rows still open: those longer than k - 1 tokens, or at the
+    # budget; each row was read once per token it sampled.
+    assert sum(rows) == sum(min(len(ids) + 1, g.max_tokens - 1) for ids in out)
+
+
+def test_real_scores_are_the_first_bars_of_each_song():
+    from meloformer.hid.encode import encode_file, vocab_for
+    from meloformer.hid.vocab import Family
+
+    path = next(iter(sorted((REPO / "data" / "raw" / "sample").rglob("*.mid"))))
+    enc = encode_file(path)
+    s = quality.Song(str(path), "val", enc, enc)
+    vocab = vocab_for(quality.HIDConfig())
+    (score,) = quality.real_scores([s], 2, vocab)
+    assert score.n_bars == min(2, enc.n_bars)
+    assert score.n_notes == int(((enc.type == Family.PITCH) & (enc.bar < 2)).sum())
+
+
 def test_quick_trains_and_scores_all_three_models(tmp_path):
     out = tmp_path / "q.json"
     text = run_cmd([sys.executable, "bench/quality.py", "--quick", "--out", str(tmp_path),
@@ -83,6 +164,18 @@ def test_quick_trains_and_scores_all_three_models(tmp_path):
         assert math.isfinite(r["bits/note"]) and r["bits/note"] > 0
         assert r["steps"] == 4 and r["time_steps"] >= 1
     assert "bits/note@time" in text
+    result = json.loads(out.read_text())
+    assert [r["metric"] for r in result["gap_rows"]][:2] == ["pitch_class_entropy",
+                                                           "scale_consistency"]
+    for name in quality.MODELS:  # every model and seed generated; gaps are |generated - real|
+        assert set(result["gaps"][name]) == {"1337", "7"}
+        for g in result["gaps"][name].values():
+            assert g["decoded"] + g["failed"] == 2 and g["settings"]["bars"] == 2
+            real = g["music"]["note_density"]["real"]
+            assert math.isfinite(real) and real > 0
+            for v in g["music"].values():
+                if isinstance(v, dict) and math.isfinite(v["generated"]):
+                    assert v["gap"] == pytest.approx(abs(v["generated"] - v["real"]))
     again = run_cmd([sys.executable, "bench/quality.py", "--quick", "--out", str(tmp_path)],
                     REPO, None)  # every run is finished: nothing trains, the table is the same
     assert again.splitlines()[2:6] == text.splitlines()[2:6]
