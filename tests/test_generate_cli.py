@@ -59,6 +59,10 @@ def test_cli_add_track_mode(checkpoint, tmp_path):
           str(prompt), "--add-track", "128", "--device", "cpu"])
     ids = read_sample_ids(tmp_path / "out" / "sample-000.json")
     assert parse_tokens(ids, VOCAB).programs[0] == 128  # drums sort first
+    # --prompt-bars keeps the given song's first bars under the new track
+    main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "cut"), "--prompt",
+          str(prompt), "--prompt-bars", "4", "--add-track", "128", "--device", "cpu"])
+    assert parse_tokens(read_sample_ids(tmp_path / "cut" / "sample-000.json"), VOCAB).n_bars == 4
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from meloformer.generate.script import (
     Script,
     add_track,
     continuation,
+    first_bars,
     from_scratch,
     infill,
     token_budget,
@@ -91,7 +92,8 @@ def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
     """The script of the mode the arguments select, and the bar count to ask for.
 
     Modes: no prompt = from scratch (cfg.instruments); prompt = continue it in time to
-    cfg.n_bars bars; prompt + add_program = add that track under the prompt's tracks;
+    cfg.n_bars bars; prompt + add_program = add that track under the prompt's tracks (its
+    first prompt_bars bars when given);
     prompt + cfg.infill = rewrite those spans (the prompt may come from cfg.prompt).
     """
     if prompt is None and cfg.prompt is not None:
@@ -108,6 +110,8 @@ def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
         return from_scratch(vocab, cfg.instruments), cfg.n_bars
     given = encode_file(prompt, vocab.config)
     if add_program is not None:
+        if prompt_bars is not None:
+            given = first_bars(given, prompt_bars)
         return add_track(vocab, given, add_program), given.n_bars
     bars = max(cfg.n_bars or 0, prompt_bars or given.n_bars) if cfg.n_bars else None
     return continuation(given, prompt_bars, new_tracks), bars
