@@ -541,6 +541,14 @@ class Bench:
             curve = json.loads((run_dir / "curve.json").read_text())
             train_s = float(state.get("train_seconds", curve[-1]["train_seconds"] if curve
                                       else 0.0))
+        # A run trained past a step this table reads (--steps, its equal-time step) but did not
+        # keep then (an earlier, different --steps) cannot go back to it: say so before training.
+        missing = [k for k in sorted(evals & keep)
+                   if k <= start and not (run_dir / f"step-{k}.pt").exists()]
+        if missing:
+            raise SystemExit(f"quality: {run_dir} is at step {start}, past step(s) {missing} "
+                             f"that this --steps needs and that run did not keep; pick --steps "
+                             f"from its step-N.pt files or use a fresh --out")
         for step in range(start, stop):
             t0 = time.perf_counter()
             loss = train_step(model, opt, self.batch(name, step, seed),
