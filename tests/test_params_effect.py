@@ -1,0 +1,60 @@
+"""The params.yaml keys of infilling and controls take effect. `dvc exp run -S key=value` only
+rewrites params.yaml and reruns the stages that declare the key's section, so a key takes
+effect when (1) its stage declares the section and (2) the config the stage reads from the
+edited file changes what it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import FIXTURES
+
+from meloformer.generate.run import build_script
+from meloformer.generate.script import Forced
+from meloformer.hid import HIDConfig
+from meloformer.hid.encode import vocab_for
+from meloformer.hid.vocab import Family
+from tasks import train as train_task
+from tasks.params import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+VOCAB = vocab_for(HIDConfig())
+
+
+def edited(tmp_path: Path, section: str, **values) -> Path:
+    """params.yaml with `section.key: value` written, as `dvc exp run -S` writes it."""
+    data = yaml.safe_load((REPO / "params.yaml").read_text())
+    data[section].update(values)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("stage, section", [("train", "train"), ("generate", "generate")])
+def test_the_stage_declares_its_section(stage, section):
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert section in stages[stage]["params"]
+
+
+@pytest.mark.parametrize("key, value", [("infill_rate", 0.5), ("control_rate", 0.25)])
+def test_train_rates_reach_the_train_config(tmp_path, key, value):
+    shipped, _ = train_task.configs(load_params(REPO / "params.yaml"))
+    cfg, _ = train_task.configs(load_params(edited(tmp_path, "train", **{key: value})))
+    assert getattr(shipped, key) == 0.0 and getattr(cfg, key) == value
+
+
+def test_generate_prompt_infill_and_controls_change_the_run(tmp_path):
+    shipped = load_params(REPO / "params.yaml").generate
+    cfg = load_params(edited(
+        tmp_path, "generate", prompt=str(FIXTURES / "pop909_004.mid"), infill=["0:1-2"],
+        density=["0:1-2=high"], polyphony=["0:1-2=lowest"])).generate
+    scratch, _ = build_script(VOCAB, shipped)
+    script, n_bars = build_script(VOCAB, cfg)  # the prompt's song, bars 1-2 of track 0 a fill
+    assert script != scratch and n_bars is not None
+    forced = [t for run in script if isinstance(run, Forced) for t in run.tokens]
+    assert Family.FILL in {int(VOCAB.family_of[t]) for t in forced}
+    conditions = cfg.request(script, n_bars).conditions
+    assert conditions.density == ("0:1-2=high",)
+    assert conditions.polyphony == ("0:1-2=lowest",)
