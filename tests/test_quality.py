@@ -17,6 +17,7 @@ from meloformer.hid.song import Encoding
 pytest.importorskip("miditok", reason="bench extra not installed")
 sys.path.insert(0, str(REPO / "bench"))
 import quality  # noqa: E402
+import quality_remi  # noqa: E402
 
 sys.path.remove(str(REPO / "bench"))
 
@@ -57,13 +58,13 @@ def test_eval_windows_hold_the_same_bars_in_both_tokenisations():
     from meloformer.hid.encode import encode_file
 
     path = next(iter(sorted((REPO / "data" / "raw" / "sample").rglob("*.mid"))))
-    tok = quality.remi_tokenizer()
-    tables = quality.RemiTables.of(tok)
+    tok = quality_remi.remi_tokenizer()
+    tables = quality_remi.RemiTables.of(tok)
     import symusic
 
     seq = tok.encode(symusic.Score(str(path)))
     seq = seq[0] if isinstance(seq, list) else seq
-    s = quality.Song(str(path), "val", encode_file(path), quality.remi_encoding(
+    s = quality.Song(str(path), "val", encode_file(path), quality_remi.remi_encoding(
         np.asarray(seq.ids), tables))
     (w,) = quality.eval_windows([s], 256)
     assert len(w.hid) <= 256 and len(w.remi) <= 256
@@ -89,21 +90,21 @@ class ScriptedModel(torch.nn.Module):
 
 
 def test_remi_sampler_stops_at_the_bar_count_and_token_budget():
-    t = quality.RemiTables.of(quality.remi_tokenizer())
-    names = [quality.remi_tokenizer()[i] for i in range(len(t.family))]
+    t = quality_remi.RemiTables.of(quality_remi.remi_tokenizer())
+    names = [quality_remi.remi_tokenizer()[i] for i in range(len(t.family))]
     bar_id = names.index("Bar_None")
     ids = [names.index(n) for n in ("Bar_None", "Position_0", "Program_0", "Pitch_60",
                                      "Velocity_63", "Duration_1.0.8")]
     model = ScriptedModel(ids, len(t.family))
     g = quality.GenSettings(n_samples=2, bars=2, max_tokens=100, temperature=1.0)
-    out = quality.remi_sample_ids(model, t, g)
+    out = quality_remi.remi_sample_ids(model, t, g)
     assert out == [ids * 2, ids * 2]  # the third Bar would open bar 3: the song ends there
     first = model.seen[0]  # BOS alone, then one more token per call: no cache
     assert [b.shape for b in model.seen] == [(2, n) for n in range(1, 14)]
     assert first.ids[0, 0] == t.bos
     last = model.seen[-1]  # the rows' metadata is REMI's (remi_stream): bar, position, program
     assert last.bar[0, -1] == 1 and last.program[0, -1] == 0
-    budget = quality.remi_sample_ids(model, t, quality.GenSettings(n_samples=1, bars=9,
+    budget = quality_remi.remi_sample_ids(model, t, quality.GenSettings(n_samples=1, bars=9,
                                                                    max_tokens=10))
     assert budget == [(ids * 2)[:9]]  # BOS + 9 tokens = max_tokens
     assert bar_id in budget[0]
@@ -125,12 +126,12 @@ class CoinModel(torch.nn.Module):
 
 
 def test_remi_sampler_rows_that_end_leave_the_batch():
-    t = quality.RemiTables.of(quality.remi_tokenizer())
-    names = [quality.remi_tokenizer()[i] for i in range(len(t.family))]
+    t = quality_remi.RemiTables.of(quality_remi.remi_tokenizer())
+    names = [quality_remi.remi_tokenizer()[i] for i in range(len(t.family))]
     pitch = names.index("Pitch_60")
     model = CoinModel(pitch, t.eos, len(t.family))
     g = quality.GenSettings(n_samples=6, bars=4, max_tokens=40, seed=3)
-    out = quality.remi_sample_ids(model, t, g)
+    out = quality_remi.remi_sample_ids(model, t, g)
     assert all(set(ids) <= {pitch} for ids in out)  # EOS ends a row and is not kept
     assert len({len(ids) for ids in out}) > 1  # the rows ended at different steps
     rows = [b for b, _ in model.shapes]
