@@ -34,6 +34,7 @@ sys.path.append(sys.path.pop(0))
 
 import argparse  # noqa: E402
 import math  # noqa: E402
+import os  # noqa: E402
 import time  # noqa: E402
 from functools import partial  # noqa: E402
 
@@ -41,6 +42,7 @@ import torch  # noqa: E402
 from common import load_songs, song_row, write_json  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
+from meloformer.device import autocast_dtype  # noqa: E402
 from meloformer.model.batch import Batch  # noqa: E402
 from meloformer.model.block_mask import _representatives, _segment_pairs, segment_block_mask  # noqa: E402
 from meloformer.model.cells import find_cells  # noqa: E402
@@ -64,12 +66,14 @@ def make_batch(songs, length: int, rows: int) -> Batch:
 
 
 def bench(attention: str, batch: Batch, steps: int, device: torch.device, warmup: int = 2,
-          compile: bool = False) -> dict:
+          compile: bool = False, precision: str = "fp32") -> dict:
     """Tokens/s of `steps` training steps of `small` with the given executor (`compile`:
-    each block compiled, as the training loop does on CUDA)."""
+    each block compiled, as the training loop does; `precision`: the autocast knob)."""
     torch.manual_seed(0)
+    torch._dynamo.reset()  # each run compiles afresh: no graph carried over between rows
     cfg = ModelConfig.from_name("small", attention=attention)
     model = MeloFormer(cfg).to(device)
+    dtype = autocast_dtype(precision, device)
     if compile:
         for block in model.blocks:
             block.compile()
@@ -79,16 +83,17 @@ def bench(attention: str, batch: Batch, steps: int, device: torch.device, warmup
     if device.type == "cuda":
         micro = [m.pin_memory() for m in micro]
     real = int(batch.lengths.sum())
-    for _ in range(warmup):  # allocator, kernels, compile on CUDA
-        train_step(module, opt, micro, 1e-4, 1.0, device)
+    for _ in range(warmup):  # allocator, kernels, compile
+        train_step(module, opt, micro, 1e-4, 1.0, device, dtype=dtype)
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        res = train_step(module, opt, micro, 1e-4, 1.0, device)
+        res = train_step(module, opt, micro, 1e-4, 1.0, device, dtype=dtype)
     _sync(device)
     seconds = time.perf_counter() - t0
     return {
         "attention": attention,
+        "mode": f"{'bf16' if dtype else 'fp32'} {'compiled' if compile else 'eager'}",
         "T": batch.shape[1],
         "B": batch.shape[0],
         "seconds_per_step": seconds / steps,
@@ -201,25 +206,22 @@ def main() -> None:
                     help="rows of the step beside the mask plan (default: B on CUDA, 1 on CPU)")
     ap.add_argument("--no-mask-step", action="store_true",
                     help="skip the training step at the mask shape (minutes on CPU)")
+    ap.add_argument("--no-mask-table", action="store_true", help="skip the mask plan table")
     args = ap.parse_args()
     device = torch.device(args.device)
     lengths = args.lengths or ([8192] if device.type == "cuda" else [1024, 2048])
     sparse = "sdpa" if device.type == "cpu" else "auto"
+    modes = [("fp32", False), ("auto", True)]  # the baseline, then the training default
     songs, rows = load_songs(), []
     for length in lengths:
         batch = make_batch(songs, length, args.rows)
-        rows += [bench(kind, batch, args.steps, device, compile=args.compile)
-                 for kind in (sparse, "dense")]
-    print(f"MeloFormer small, training step on {device} ({torch.get_num_threads()} threads, "
-          f"compile {args.compile})")
-    print(f"{'T':>6}{'B':>4}  {'attention':<10}{'s/step':>9}{'tokens/s':>11}{'vs dense':>10}")
-    for sp, de in zip(rows[::2], rows[1::2], strict=True):
-        for r in (sp, de):
-            ratio = r["tokens_per_s"] / de["tokens_per_s"]
-            print(
-                f"{r['T']:>6}{r['B']:>4}  {r['attention']:<10}{r['seconds_per_step']:>9.3f}"
-                f"{r['tokens_per_s']:>11.0f}{ratio:>9.2f}x"
-            )
+        rows += [bench(kind, batch, args.steps, device, compile=compile, precision=precision)
+                 for precision, compile in modes for kind in (sparse, "dense")]
+    print_throughput(rows, device)
+    if args.no_mask_table:
+        if args.json:
+            write_json(args.json, {"device": str(device), "rows": rows})
+        return
     B, T = args.mask_shape
     masks = mask_table(songs, B, T)
     step_rows = args.mask_step_rows or (B if device.type == "cuda" else 1)
@@ -230,6 +232,22 @@ def main() -> None:
     if args.json:
         write_json(args.json, {"device": str(device), "rows": rows, "mask": masks,
                                "mask_step": step, "summary": summary(rows, masks)})
+
+
+def print_throughput(rows: list[dict], device: torch.device) -> None:
+    """Rows in groups of four per length: (fp32 eager, default) x (sparse, dense)."""
+    print(f"MeloFormer small, training step on {device} ({torch.get_num_threads()} threads), "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"{'T':>6}{'B':>4}  {'mode':<15}{'attention':<10}{'s/step':>9}{'tokens/s':>11}"
+          f"{'vs fp32 eager':>15}{'sparse/dense time':>19}")
+    for i in range(0, len(rows), 4):
+        base = rows[i: i + 2]
+        for sp, de in (rows[i: i + 2], rows[i + 2: i + 4]):
+            for r, b in ((sp, base[0]), (de, base[1])):
+                ratio = r["seconds_per_step"] / de["seconds_per_step"]
+                print(f"{r['T']:>6}{r['B']:>4}  {r['mode']:<15}{r['attention']:<10}"
+                      f"{r['seconds_per_step']:>9.3f}{r['tokens_per_s']:>11.0f}"
+                      f"{r['tokens_per_s'] / b['tokens_per_s']:>14.2f}x{ratio:>18.2f}")
 
 
 def summary(rows: list[dict], masks: list[dict]) -> list[dict]:

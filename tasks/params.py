@@ -158,7 +158,13 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        return _convert(next(a for a in args if a is not type(None)), value, where)
+        options = [a for a in args if a is not type(None)]
+        for option in options[:-1]:  # e.g. `bool | str`: the first type the value fits
+            try:
+                return _convert(option, value, where)
+            except ParamsError:
+                pass
+        return _convert(options[-1], value, where)
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ParamsError(f"{where}: expected a list, got {value!r}")

@@ -20,10 +20,8 @@ def write_shards(shard_dir: Path, files: list[str], splits: list[str], per_shard
     """Encode fixture MIDIs `files` (names in tests/fixtures) into shards of `per_shard` songs,
     with the real shard writer, and the vocabulary record of meta.json beside the shards dir.
     Returns the Encodings in order."""
-    record = VocabRecord.of(HIDConfig())
     shard_dir.mkdir(parents=True, exist_ok=True)
-    (shard_dir.parent / "meta.json").write_text(json.dumps(
-        {"vocab": {"hash": record.hash, "size": record.size}, "hid": asdict(record.hid)}))
+    write_meta(shard_dir.parent)
     encs = [encode_file(FIXTURES / f) for f in files]
     for k in range(0, len(files), per_shard):
         key = ShardKey(k // per_shard, "cfg", "codec", "vocab", "in")
@@ -32,6 +30,13 @@ def write_shards(shard_dir: Path, files: list[str], splits: list[str], per_shard
             writer.add(files[i], f"h{i}", splits[i], encs[i])
         writer.commit()
     return encs
+
+
+def write_meta(data_dir: Path) -> None:
+    """The vocabulary record of meta.json (the default HIDConfig) in data_dir."""
+    record = VocabRecord.of(HIDConfig())
+    (data_dir / "meta.json").write_text(json.dumps(
+        {"vocab": {"hash": record.hash, "size": record.size}, "hid": asdict(record.hid)}))
 
 
 def tiny_model() -> ModelConfig:

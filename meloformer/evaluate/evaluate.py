@@ -13,7 +13,7 @@ import numpy as np
 from meloformer.data.crop import crop
 from meloformer.data.meta import meta_path, read_pitch_ranges
 from meloformer.data.shards import ShardReader, build_index
-from meloformer.device import resolve_device
+from meloformer.device import PRECISIONS, autocast_dtype, resolve_device, use_cpu_threads
 from meloformer.evaluate.loss import family_loss
 from meloformer.evaluate.metrics import SONG_METRICS, Piece, PitchRanges, out_of_range_share
 from meloformer.evaluate.similarity import similarity_curve, similarity_error
@@ -40,10 +40,15 @@ class EvaluateConfig:
     seed: int = 0
     """Draws the validation subset and the crop windows."""
     device: str = "auto"
+    precision: str = "auto"
+    """Autocast of the validation forward passes, as training's (meloformer.device)."""
 
     def __post_init__(self) -> None:
         if min(self.max_songs, self.max_tokens, self.batch_size, self.max_distance) < 1:
             raise ValueError(f"EvaluateConfig: sizes must be >= 1; got {self}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: must be one of {list(PRECISIONS)}, "
+                             f"got {self.precision!r}")
 
 
 def music_metrics(real: Sequence[Score], generated: Sequence[Score], vocab: Vocab,
@@ -121,13 +126,16 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
         The metrics written to eval.json (per-sample end and range metrics go to
         <out>/samples.json).
     """
-    model, record = load_trained(checkpoint, resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        use_cpu_threads()
+    model, record = load_trained(checkpoint, device)
     check_corpus(record, processed)  # the checkpoint's vocabulary, never params
     vocab = record.vocab()
     files = sample_files(samples)  # fail before the slow part
     songs = validation_songs(processed, cfg.max_songs, cfg.seed)
     loss = family_loss(model, cropped(songs, cfg.max_tokens, cfg.seed), vocab.family_of,
-                       cfg.batch_size)
+                       cfg.batch_size, autocast_dtype(cfg.precision, device))
     real = [parse_tokens(s.ids, vocab) for s in songs]
     generated = [parse_tokens(read_sample_ids(p), vocab) for p in files]
     meta = meta_path(processed)

@@ -9,22 +9,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from meloformer.device import autocast
 from meloformer.hid.song import Encoding
 from meloformer.hid.vocab import Family
 from meloformer.model.batch import IGNORE, Batch
 from meloformer.model.transformer import MeloFormer
 
 
-def token_losses(model: MeloFormer, songs: Sequence[Encoding]) -> tuple[np.ndarray, np.ndarray]:
-    """Cross-entropy of every next-token prediction in a batch of songs (one song per row).
+def token_losses(model: MeloFormer, songs: Sequence[Encoding], dtype: torch.dtype | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-entropy of every next-token prediction in a batch of songs (one song per row),
+    the forward pass under autocast `dtype` (None: fp32), the cross-entropy in fp32.
 
     Returns:
         (losses float64 [N], target ids int64 [N]) over all real targets of the batch.
     """
     device = next(model.parameters()).device
     batch = Batch.from_encodings([[s] for s in songs]).to(device)
-    with torch.no_grad():
-        logits = model(batch).float()
+    with torch.no_grad(), autocast(device, dtype):
+        logits = model(batch)
+    logits = logits.float()
     targets = batch.targets
     loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
                            reduction="none")
@@ -33,7 +37,8 @@ def token_losses(model: MeloFormer, songs: Sequence[Encoding]) -> tuple[np.ndarr
 
 
 def family_loss(
-    model: MeloFormer, songs: Sequence[Encoding], family_of: np.ndarray, batch_size: int = 4
+    model: MeloFormer, songs: Sequence[Encoding], family_of: np.ndarray, batch_size: int = 4,
+    dtype: torch.dtype | None = None,
 ) -> dict:
     """Mean loss and perplexity over all songs, overall and per family of the target token.
 
@@ -42,6 +47,7 @@ def family_loss(
         songs: validation songs, already cropped to a length the model can run.
         family_of: Vocab.family_of (token id -> Family).
         batch_size: songs per forward pass.
+        dtype: autocast dtype of the forward passes (None: fp32).
 
     Returns:
         {"loss", "perplexity", "tokens", "notes", "bits_per_note", "by_family": {NAME:
@@ -53,7 +59,7 @@ def family_loss(
     sums = np.zeros(len(Family))
     counts = np.zeros(len(Family), dtype=np.int64)
     for i in range(0, len(songs), batch_size):
-        losses, targets = token_losses(model, songs[i : i + batch_size])
+        losses, targets = token_losses(model, songs[i : i + batch_size], dtype)
         fam = family_of[targets].astype(np.int64)
         sums += np.bincount(fam, weights=losses, minlength=len(Family))
         counts += np.bincount(fam, minlength=len(Family))

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from meloformer.cli import run_cli
+from meloformer.device import PRECISIONS
 from meloformer.generate.conditions import parse_control
 from meloformer.generate.run import GenerateConfig, run_generate
 from meloformer.hid.infill import Span
@@ -74,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--top-p", type=float, default=0.95)
     smp.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads (0 = torch default)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads (0 = the cores this process may use)")
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto",
+                    help="autocast of decoding: auto = bf16 on CUDA, fp32 on CPU")
     ap.add_argument("--compile", action="store_true", help="compile the decode step (GPU)")
     return ap
 
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         top_p=args.top_p, seed=args.seed, n_bars=args.bars,
         time_signature=args.time_signature, tempo=args.tempo, chords=args.chords,
         instruments=args.instruments, max_tokens=args.max_tokens, device=args.device,
-        threads=args.threads, compile=args.compile,
+        threads=args.threads, compile=args.compile, precision=args.precision,
         infill=tuple(args.infill) if args.infill else None,
         density=tuple(args.density) if args.density else None,
         polyphony=tuple(args.polyphony) if args.polyphony else None,

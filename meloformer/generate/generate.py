@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from meloformer.device import autocast
 from meloformer.generate.cache import DecodeCache
 from meloformer.generate.conditions import Conditions, resolve
 from meloformer.generate.constrain import Controller, GenerationError
@@ -45,14 +46,18 @@ class Cached:
             prompt, e.g. the given song of add-track).
         step: the tensor part of a step (default `forward_rows`; bench/generate.py passes a
             frozen older one to compare).
+        dtype: autocast dtype of every step (None: the weights' dtype). The cache's keys
+            and values are stored in the dtype the projections produce under it.
     """
 
     def __init__(self, model: MeloFormer, batch: int, max_tokens: int, max_summaries: int,
                  static: bool = False, compile: bool = False, prefill_chunk: int = 1024,
-                 step: StepFn = forward_rows):
+                 step: StepFn = forward_rows, dtype: torch.dtype | None = None):
         p = next(model.parameters())
         self.model, self.static, self.chunk = model, static or compile, prefill_chunk
-        self.cache = DecodeCache(model.cfg, batch, max_tokens, max_summaries, p.device, p.dtype)
+        self.device, self.dtype = p.device, dtype
+        self.cache = DecodeCache(model.cfg, batch, max_tokens, max_summaries, p.device,
+                                 dtype or p.dtype)
         self.trackers = [CellTracker() for _ in range(batch)]
         self.eager_step = step
         self.step_fn = (torch.compile(step, mode="reduce-overhead", fullgraph=True)
@@ -64,7 +69,9 @@ class Cached:
                           summaries=not self.cache.dense, summarize_empty=cfg.summarize_empty,
                           summary_rows=int(static and not self.cache.dense))
         step = self.step_fn if static else self.eager_step
-        return extend(self.model, self.cache, rows, step, full_range=static)[:, -1]
+        with autocast(self.device, self.dtype):
+            logits = extend(self.model, self.cache, rows, step, full_range=static)[:, -1]
+        return logits.float()
 
     def prefill(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
         for i in range(0, tokens.shape[1], self.chunk):
@@ -107,7 +114,7 @@ class Request:
 
 
 def generate(model: MeloFormer, vocab: Vocab, req: Request, cached: bool = True,
-             compile: bool = False) -> list[Encoding]:
+             compile: bool = False, dtype: torch.dtype | None = None) -> list[Encoding]:
     """Sample `req.n_samples` songs at once under the grammar, the script and the conditions.
 
     Args:
@@ -116,6 +123,7 @@ def generate(model: MeloFormer, vocab: Vocab, req: Request, cached: bool = True,
         req: the request.
         cached: False runs the full-forward oracle instead of the KV cache.
         compile: decode with a compiled, CUDA-graphed step (see Cached).
+        dtype: autocast dtype of the cached steps (None: fp32; meloformer.device).
 
     Returns:
         One Encoding per sample (ids and metadata as the encoder writes them).
@@ -132,8 +140,8 @@ def generate(model: MeloFormer, vocab: Vocab, req: Request, cached: bool = True,
     model.eval()
     n = req.n_samples
     slots = _summary_slots(model, rules.max_tokens)
-    source = (Cached(model, n, rules.max_tokens, slots, compile=compile) if cached
-              else FullForward(model))
+    source = (Cached(model, n, rules.max_tokens, slots, compile=compile, dtype=dtype)
+              if cached else FullForward(model))
     rows = [Controller(vocab, req.script, rules) for _ in range(n)]
     return _loop(source, rows, prompt, req.sampling, next(model.parameters()).device)
 

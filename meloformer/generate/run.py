@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from meloformer.device import resolve_device
+from meloformer.device import PRECISIONS, decode_dtype, resolve_device, use_cpu_threads
 from meloformer.generate.conditions import Conditions, parse_control
 from meloformer.generate.generate import Request, generate
 from meloformer.generate.output import write_sample
@@ -50,8 +48,11 @@ class GenerateConfig:
     compile: bool = False
     """Compile the decode step (torch.compile, CUDA graphs on GPU): worth it for long runs."""
     threads: int = 1
-    """CPU threads for torch (0 = torch's default). Decoding runs many tiny ops, where one
-    thread beats two on a shared machine (bench/generate.py measures both)."""
+    """CPU threads for torch (0 = the cores this process may use). Decoding runs many tiny
+    ops, where one thread beats two on a shared machine (bench/generate.py measures both)."""
+    precision: str = "auto"
+    """Autocast of the decode steps: auto = bf16 on CUDA, fp32 on CPU (where bf16 decoding
+    is slower: meloformer.device.decode_dtype); "bf16" or "fp32" force it."""
     prompt: str | None = None
     """A MIDI file to work on when no --prompt is given (the pipeline's infill runs)."""
     infill: tuple[str, ...] | None = None
@@ -66,6 +67,9 @@ class GenerateConfig:
         if self.n_samples < 1 or (self.max_tokens or 8) < 8 or self.threads < 0:
             raise ValueError(f"GenerateConfig: need n_samples >= 1, max_tokens >= 8, "
                              f"threads >= 0; got {self}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: must be one of {list(PRECISIONS)}, "
+                             f"got {self.precision!r}")
         for text in self.infill or ():
             Span.parse(text)  # ValueError naming the span
         for kind in ("density", "polyphony"):
@@ -129,12 +133,13 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, **mode
         The paths written, one dict per sample.
     """
     device = resolve_device(cfg.device)
-    if device.type == "cpu" and cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu":
+        use_cpu_threads(cfg.threads)
     model, record = load_trained(checkpoint, device)
     vocab = record.vocab()
     script, n_bars = build_script(vocab, cfg, **mode)
-    songs = generate(model, vocab, cfg.request(script, n_bars), compile=cfg.compile)
+    songs = generate(model, vocab, cfg.request(script, n_bars), compile=cfg.compile,
+                     dtype=decode_dtype(cfg.precision, device))
     info = {"checkpoint": str(checkpoint), "config": json_ready(cfg),
             "mode": {k: str(v) if isinstance(v, Path) else v for k, v in mode.items()}}
     spans = cfg.spans()

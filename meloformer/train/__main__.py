@@ -25,7 +25,8 @@ FLAGS: dict[str, type] = {
     "learning_rate": float, "num_workers": int, "epochs": int, "max_steps": int,
     "warmup_steps": int, "phase2_step": int, "phase3_step": int, "seed": int,
     "log_every": int, "save_every": int, "max_bad_steps": int, "chunk_songs": int,
-    "infill_rate": float, "control_rate": float,
+    "infill_rate": float, "control_rate": float, "precision": str, "threads": int,
+    "init_from": str,
 }
 
 
@@ -39,7 +40,8 @@ def build_parser(prog: str = "python -m meloformer.train") -> argparse.ArgumentP
     ap.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     ap.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None)
-    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                    help="compile the blocks (default: wherever a compiler runs)")
     ap.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
                     help="ModelConfig override, e.g. --model attention=sdpa (repeatable)")
     for name, kind in FLAGS.items():

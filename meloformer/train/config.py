@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from meloformer.device import PRECISIONS
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -40,8 +42,18 @@ class TrainConfig:
     """Pack several songs per row (doc ids keep them apart) instead of one song per row."""
     chunk_songs: int = 1024
     """Songs bucketed together; batches never mix chunks (bounds reordering and memory)."""
-    compile: bool = True
-    """torch.compile the model on CUDA (ignored on CPU)."""
+    compile: bool | str = "auto"
+    """torch.compile the blocks: "auto" compiles wherever a compiler runs (CUDA, and CPUs
+    with a C++ compiler; one warning line and eager mode otherwise), True/False force it."""
+    precision: str = "auto"
+    """Autocast dtype of the matmuls: "auto" = bf16 on CUDA and on CPUs with native bf16
+    (AMX / AVX512-BF16), fp32 elsewhere; "bf16" or "fp32" force it. Weights, optimizer state
+    and checkpoints stay fp32 (meloformer.device)."""
+    threads: int = 0
+    """CPU threads for torch; 0 = the cores this process may use (or OMP_NUM_THREADS)."""
+    init_from: str | None = None
+    """Start from this checkpoint's weights (fine-tuning): its vocabulary must match the
+    data's; the optimizer, step count and run key start fresh. None: random weights."""
     log_every: int = 10
     save_every: int = 500
     save_every_s: float = 300.0
@@ -52,8 +64,9 @@ class TrainConfig:
     """Share of training songs laid out as infill examples (a random track, 1-8 random bars
     moved to the end: docs/hid.md "Infilling"); 0 keeps the plain rows bit for bit."""
     control_rate: float = 0.0
-    """Probability that each per-bar control token (note density, polyphony: docs/hid.md
-    "Controls") is written into a training song; 0 writes none (the plain rows)."""
+    """Share of training songs that carry per-bar control tokens (note density, polyphony:
+    docs/hid.md "Controls"); in such a song each bar that plays keeps each control with
+    probability hid.controls.BAR_KEEP. 0 writes none (the plain rows)."""
 
     def __post_init__(self) -> None:
         # Messages read "<field>: <rule>, got <value>" so the params layer can prefix "train.".
@@ -70,6 +83,11 @@ class TrainConfig:
         for name in ("infill_rate", "control_rate"):
             value = getattr(self, name)
             _check(name, value, 0 <= value <= 1, "must be in [0, 1]")
+        _check("compile", self.compile, self.compile in (True, False, "auto"),
+               "must be true, false or auto")
+        _check("precision", self.precision, self.precision in PRECISIONS,
+               f"must be one of {list(PRECISIONS)}")
+        _check("threads", self.threads, self.threads >= 0, "must be >= 0")
         for name in ("beta1", "beta2"):
             _check(name, getattr(self, name), 0 <= getattr(self, name) < 1, "must be in [0, 1)")
         _check("phase3_step", self.phase3_step, self.phase3_step >= self.phase2_step,
@@ -108,7 +126,7 @@ def _check(name: str, value: Any, ok: bool, rule: str) -> None:
 # for `small`/`base`; accumulation keeps the global batch near 48 sequences of 8k tokens.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(max_seq_len=1024, batch_size=2, gradient_accumulation_steps=1, num_workers=0,
-                phase2_step=0, phase3_step=0, compile=False, log_every=1, save_every=50),
+                phase2_step=0, phase3_step=0, log_every=1, save_every=50),
     "rtx6000ada": dict(max_seq_len=8192, batch_size=4, gradient_accumulation_steps=12,
                        num_workers=8),
     "h800": dict(max_seq_len=8192, batch_size=8, gradient_accumulation_steps=6, num_workers=8),

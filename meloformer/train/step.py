@@ -1,5 +1,6 @@
 """One optimizer step over a list of micro-batches: token-weighted loss across micro-batches
-and ranks, bf16 autocast on CUDA, clipping, and the non-finite guard.
+and ranks, autocast in the run's precision (meloformer.device), clipping, and the non-finite
+guard.
 
 The step never waits for the device: token counts come from the loader as host ints, the
 loss, gradient norm and finiteness stay device tensors, and with the fused AdamW (CUDA) the
@@ -16,6 +17,7 @@ from functools import cached_property
 import torch
 from torch import nn
 
+from meloformer.device import autocast
 from meloformer.model.batch import Batch
 from meloformer.model.plan import MaskPlan
 from meloformer.train.dist import all_reduce
@@ -70,9 +72,12 @@ class StepResult:
 
 def train_step(
     module: nn.Module, optimizer: torch.optim.Optimizer, micro: list[MicroBatch], lr: float,
-    grad_clip: float, device: torch.device, world: int = 1,
+    grad_clip: float, device: torch.device, world: int = 1, dtype: torch.dtype | None = None,
 ) -> StepResult:
     """Accumulate gradients over `micro`, then clip and update (or skip if non-finite).
+
+    `dtype`: the autocast dtype of the forward pass (None: fp32); parameters, gradients and
+    the optimizer state stay fp32 either way.
 
     Each micro-batch's mean loss is weighted by its share of the step's target tokens over all
     ranks, so the update equals one big batch's whatever the split into micro-batches/ranks.
@@ -80,8 +85,6 @@ def train_step(
     """
     counts = [m.plan.n_targets for m in micro]  # host ints, counted by the loader
     total = _total_tokens(sum(counts), device, world)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else contextlib.nullcontext())
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for j, (m, n) in enumerate(zip(micro, counts, strict=True)):
         last = j == len(micro) - 1
@@ -89,7 +92,7 @@ def train_step(
             else module.no_sync()
         m = m.to(device, non_blocking=True)
         with sync:
-            with autocast:
+            with autocast(device, dtype):
                 loss = module(m.batch, m.plan)
             (loss * (n * world) / total).backward()
         loss_sum += loss.detach().double() * n
