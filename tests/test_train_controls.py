@@ -13,7 +13,7 @@ from train_helpers import make_dataset
 from meloformer.data.controls import control_bins, read_control_bins
 from meloformer.data.shards import SHARD_DIR, ShardReader, build_index, songs_files
 from meloformer.hid import Vocab
-from meloformer.hid.controls import realised
+from meloformer.hid.controls import EMPTY, realised
 from meloformer.hid.grammar import GrammarState
 from meloformer.hid.infill import restore
 from meloformer.hid.vocab import Family
@@ -66,7 +66,8 @@ def test_rows_hold_the_realised_controls_and_fit(data, infill_rate):
         assert is_ctl[: plan.n_real].any()
         if infill_rate:
             assert fill_section(micro.batch)[: plan.n_real].bool().any()
-    # One song: every instrument bar carries its realised bins, in the grammar's eyes.
+    # One song: its controls are its bars' realised bins, in the grammar's eyes; bars that
+    # play carry them (each kept with BAR_KEEP), empty bars none.
     song = plans[0].rows[0][0]
     example = restore(ds._song(plans[0].epoch, song), VOCAB)
     state = GrammarState(VOCAB)
@@ -77,9 +78,37 @@ def test_rows_hold_the_realised_controls_and_fit(data, infill_rate):
                              ("ids", "track", "bar", "type", "pos", "program")},
                           n_bars=example.n_bars, n_tracks=example.n_tracks, n_notes=0)
     real = realised(plain, VOCAB, bins)
+    seen = 0
     for t, b, d, p in zip(*(real[k] for k in ("track", "bar", "density", "polyphony")),
                           strict=True):
-        assert state.controls[(int(t), int(b))] == {"density": d, "polyphony": p}
+        got = state.controls.get((int(t), int(b)), {})
+        if d == EMPTY:
+            assert got == {}
+        assert got.get("density", d) == d and got.get("polyphony", p) == p
+        seen += len(got)
+    assert seen > 0
+
+
+def test_songs_that_fit_keep_every_bar_and_their_end(data):
+    """control_rate > 0 used to crop songs to the length measured before the controls were
+    inserted (EOS kept in 6 of 40 fitting songs) and infill examples by 16 tokens: the row
+    is now planned with the room the example may take (SongIndex.room)."""
+    from meloformer.train.infill import example_room
+
+    _, index, bins = data
+    index = index.with_room(example_room(index, 1.0, 1.0))
+    max_len = int(index.planned.max())  # every song fits its row
+    plans = plan_epoch(index, DataPosition(), seed=4, batch_size=2, buckets=(max_len,),
+                       pack=False, chunk_songs=8)
+    ds = PlanDataset(index, plans, max_len, seed=4, planner=Planner(TINY), infill_rate=0.5,
+                     vocab=VOCAB, control_rate=1.0, control_bins=bins)
+    reader, eos = ShardReader(index), VOCAB.index["EOS"]
+    ds[0]  # opens the dataset's reader
+    for s in range(len(index)):
+        example = restore(ds._song(0, s), VOCAB)
+        keep = ~np.isin(example.type, CONTROL)
+        assert example.ids[-1] == eos, s
+        assert np.array_equal(example.ids[keep], reader.song(s).ids), s
 
 
 def test_control_rate_zero_is_the_plain_loader(data):

@@ -188,3 +188,28 @@ def test_crop_of_a_bar_longer_than_the_budget_keeps_every_track(encodings):
     assert len(out.ids) <= 25 and out.n_bars == 1
     bar_tokens = out.track[out.type == Family.BAR]
     assert set(bar_tokens.tolist()) == set(range(1, enc.n_tracks + 1))  # each track's bar
+
+
+@pytest.mark.parametrize("max_len", [20, 27, 34, 60, 90])
+def test_a_trimmed_bar_ends_on_whole_notes_and_parses(encodings, max_len):
+    """When no single bar fits, each track's bar is cut at a note boundary: the cut used to
+    fall inside a note (`... VEL_24 FILL_END` in infill examples, a PITCH without its VEL)."""
+    vocab = Vocab(HIDConfig())
+    for name in ("groove_rock_6-8.mid", "miditok_multitrack_drums.mid",
+                 "freedoom_E1M8_3-4.mid"):
+        try:
+            out = crop(encodings[name], max_len, np.random.default_rng(1))
+        except ValueError as e:  # not even one opener per track fits
+            assert "cannot open the bar" in str(e) or "no room" in str(e)
+            continue
+        if out.n_bars != 1:
+            continue
+        state = GrammarState(vocab)
+        for t in out.ids:  # raises on a token the grammar does not allow there
+            assert state.allowed()[int(t)], (name, int(t))
+            state.step(int(t))
+        for t in np.unique(out.track[out.track > 0]):
+            last = out.type[out.track == t][-1]
+            drums = (out.ids[out.track == t][0] == vocab.index["DRUMS"])
+            assert last not in (Family.POSITION, Family.VELOCITY), (name, t)
+            assert drums or last != Family.PITCH, (name, t)  # a melodic PITCH needs its DUR

@@ -31,7 +31,8 @@ def crop(enc: Encoding, max_len: int, rng: np.random.Generator) -> Encoding:
         single bar fits, one bar with each track's tokens truncated to an equal share.
 
     Raises:
-        ValueError: the header alone (BOS + one token per track) exceeds `max_len`.
+        ValueError: the header alone (BOS + one token per track) exceeds `max_len`, or no
+            bar fits and the rest cannot hold one opener per track.
     """
     if len(enc.ids) <= max_len:
         return enc
@@ -80,15 +81,36 @@ def _window(cum: np.ndarray, budget: int, rng: np.random.Generator) -> tuple[int
 
 
 def _trimmed_bar(enc: Encoding, body: np.ndarray, bar: int, budget: int) -> np.ndarray:
-    """Mask of bar `bar`'s tokens with each track cut to an equal share of `budget`."""
+    """Mask of bar `bar`'s tokens with each track cut to an equal share of `budget`, at a
+    note boundary: a cut never leaves half a note (a PITCH without its VEL) or an onset
+    without a note, so the trimmed bar still parses."""
     in_bar = body & (enc.bar == bar)
     tracks = np.unique(enc.track[in_bar])
     share = budget // max(len(tracks), 1)
+    if share < 1:
+        raise ValueError(f"crop: a budget of {budget} tokens cannot open the bar of each "
+                         f"of {len(tracks)} tracks")
     keep = np.zeros_like(in_bar)
     for t in tracks:
-        idx = np.flatnonzero(in_bar & (enc.track == t))[:share]
-        keep[idx] = True
+        idx = np.flatnonzero(in_bar & (enc.track == t))
+        keep[idx[: _note_boundary(enc.type[idx], share)]] = True
     return keep
+
+
+def _note_boundary(types: np.ndarray, share: int) -> int:
+    """The longest prefix of a track's bar, at most `share` tokens, that ends between notes
+    (note := [VEL] PITCH [DUR]): the next token opens an onset, a velocity or a pitch, and
+    the last kept one is no POS or VEL waiting for its note. Just the opener (and what
+    precedes the first onset, within `share`) when no note fits."""
+    if share >= len(types):
+        return len(types)
+    opens = np.isin(types[1: share + 1], (Family.POSITION, Family.VELOCITY, Family.PITCH))
+    dangling = np.isin(types[:share], (Family.POSITION, Family.VELOCITY))
+    cuts = np.flatnonzero(opens & ~dangling) + 1  # keep types[:k]
+    if len(cuts):
+        return int(cuts[-1])
+    onsets = np.flatnonzero(types == Family.POSITION)
+    return max(1, min(share, int(onsets[0]) if len(onsets) else share))  # keep the opener
 
 
 def _restate_conductor(

@@ -20,7 +20,7 @@ import json
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +277,9 @@ class SongIndex:
         files: the songs files (shard-*.parquet), sorted.
         file, group, row: location of each song (file index, row group, row in the group).
         n_tokens: each song's token count.
+        n_cells: each song's instrument (track, bar) cells, n_tracks x n_bars.
+        room: tokens a training example of the song may add (per-bar controls, infill
+            markers); the planner sizes its row for n_tokens + room (`planned`).
     """
 
     files: tuple[Path, ...]
@@ -284,9 +287,20 @@ class SongIndex:
     group: np.ndarray
     row: np.ndarray
     n_tokens: np.ndarray
+    n_cells: np.ndarray
+    room: np.ndarray
 
     def __len__(self) -> int:
         return len(self.n_tokens)
+
+    @property
+    def planned(self) -> np.ndarray:
+        """The length each song's row is planned for: n_tokens + room."""
+        return self.n_tokens + self.room
+
+    def with_room(self, room: np.ndarray) -> SongIndex:
+        """A copy whose songs may grow by `room` tokens each."""
+        return replace(self, room=np.asarray(room, dtype=np.int64))
 
 
 def _songs_under(data_dir: Path) -> list[Path]:
@@ -309,19 +323,24 @@ def build_index(data_dir: Path, split: str = "train") -> SongIndex:
     parts: list[np.ndarray] = []
     for f_idx, path in enumerate(files):
         pf = pq.ParquetFile(path, memory_map=True)
-        missing = {"split", "n_tokens", *LIST_FIELDS} - set(pf.schema_arrow.names)
+        needed = {"split", "n_tokens", "n_bars", "n_tracks", *LIST_FIELDS}
+        missing = needed - set(pf.schema_arrow.names)
         if missing:
             raise ShardError(f"{path}: missing columns {sorted(missing)}")
         for g in range(pf.num_row_groups):
-            t = pf.read_row_group(g, columns=["split", "n_tokens"])
+            t = pf.read_row_group(g, columns=["split", "n_tokens", "n_bars", "n_tracks"])
             rows = np.flatnonzero(t.column("split").to_numpy(zero_copy_only=False) == split)
             n = t.column("n_tokens").to_numpy()[rows]
-            parts.append(np.stack([np.full_like(rows, f_idx), np.full_like(rows, g), rows, n]))
-    table = np.concatenate(parts, axis=1) if parts else np.zeros((4, 0), np.int64)
+            cells = (t.column("n_bars").to_numpy().astype(np.int64)
+                     * t.column("n_tracks").to_numpy())[rows]
+            parts.append(np.stack([np.full_like(rows, f_idx), np.full_like(rows, g), rows, n,
+                                   cells]))
+    table = np.concatenate(parts, axis=1) if parts else np.zeros((5, 0), np.int64)
     if table.shape[1] == 0:
         raise ShardError(f"{data_dir}: no song in split {split!r}")
-    file, group, row, n_tokens = table.astype(np.int64)
-    return SongIndex(tuple(files), file, group, row, n_tokens)
+    file, group, row, n_tokens, n_cells = table.astype(np.int64)
+    return SongIndex(tuple(files), file, group, row, n_tokens, n_cells,
+                     np.zeros_like(n_tokens))
 
 
 class ShardReader:

@@ -36,12 +36,14 @@ from meloformer.generate.sampling import SamplingConfig
 from meloformer.generate.script import infill
 from meloformer.hid.controls import ControlBins, realised
 from meloformer.hid.decode import parse_tokens
-from meloformer.hid.infill import Span, fill_mask, infill_layout, restore
+from meloformer.hid.infill import Span, fill_mask, infill_layout, random_span, restore
 from meloformer.hid.score import Score
 from meloformer.hid.song import META_FIELDS, Encoding
 from meloformer.hid.vocab import BOS, EOS, Family, Vocab
 from meloformer.model.batch import Batch
 from meloformer.model.transformer import MeloFormer
+
+EVAL_SPAN_BARS = 4  # spans scored by evaluation: 1..4 bars
 
 SCORED = (Family.POSITION, Family.VELOCITY, Family.PITCH, Family.DURATION)
 
@@ -100,17 +102,9 @@ def _fill_bits(model: MeloFormer, enc: Encoding, vocab: Vocab) -> tuple[float, i
     return float(nll[want].sum()) / math.log(2), int(want.sum())
 
 
-def random_span(song: Encoding, rng: np.random.Generator, max_bars: int = 4) -> Span | None:
-    """A span of 1..max_bars bars around a random note's bar, in that note's track."""
-    pitch = (song.type == Family.PITCH) & (song.track > 0)
-    if not pitch.any():
-        return None
-    i = int(rng.choice(np.flatnonzero(pitch)))
-    t, b = int(song.track[i]), int(song.bar[i])
-    n_bars = int(song.bar[(song.track == t) & (song.type == Family.BAR)].max()) + 1
-    length = int(rng.integers(1, max_bars + 1))
-    first = max(0, b - int(rng.integers(length)))
-    return Span(t - 1, first, min(first + length - 1, n_bars - 1))
+def eval_span(song: Encoding, rng: np.random.Generator) -> Span | None:
+    """A span to score: training's draw (hid.infill.random_span) of 1..EVAL_SPAN_BARS bars."""
+    return random_span(song, rng, EVAL_SPAN_BARS)
 
 
 def infill_quality(model: MeloFormer, songs: Sequence[Encoding], vocab: Vocab,
@@ -120,7 +114,7 @@ def infill_quality(model: MeloFormer, songs: Sequence[Encoding], vocab: Vocab,
     rng = np.random.default_rng(seed)
     scores = []
     for song in songs:
-        span = random_span(song, rng)
+        span = eval_span(song, rng)
         if span is not None:
             scores.append(span_score(model, song, span, vocab))
     notes = sum(s.notes for s in scores)
@@ -188,7 +182,7 @@ def fill_metric_gap(model: MeloFormer, songs: Sequence[Encoding], vocab: Vocab,
     rng = np.random.default_rng(seed)
     real, filled = {k: [] for k in SPAN_METRICS}, {k: [] for k in SPAN_METRICS}
     for k, song in enumerate(songs):
-        span = random_span(song, rng)
+        span = eval_span(song, rng)
         if span is None:
             continue
         n_bars = span.last - span.first + 1

@@ -6,10 +6,16 @@
 - polyphony of a bar: its notes per onset (notes / POS tokens), 1 for a monophonic line.
 Bin k of N_BINS holds the values in (edge k-1, edge k] (edges: the training data's
 quantiles over the non-empty bars, tie-aware (bin_edges), stored in meta.json
-`control_bins`); an empty bar is bin 0. Controls are written right after the bar's opener
-(BAR, or FILL_START in a fill), each optional: training keeps each with probability
-`train.control_rate`, so the model learns every control as optional, and generation writes
-only the ones asked for.
+`control_bins`). Controls describe bars that play: an empty bar has no bin (EMPTY) and never
+carries a control, so "lowest" means the sparsest fifth of the bars that sound, not silence
+(when 39 % of bars are empty, a bin 0 that held them was learned as "silent").
+
+Controls are written right after the bar's opener (BAR, or FILL_START in a fill), each
+optional. Training draws them per song and per bar (add_controls): a song carries controls
+with probability `train.control_rate`, and then each of its controls is kept with
+probability BAR_KEEP. Songs without any teach the model every control as optional; songs
+with most of them teach it to rely on them, since a bar's bin mostly repeats the previous
+bar's and a sparse sprinkling says little the context does not.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from meloformer.hid.song import META_FIELDS, Encoding
 from meloformer.hid.vocab import BOS, CONTROL_BINS, EOS, Family, Vocab
 
 N_BINS = CONTROL_BINS
+EMPTY = -1  # the "bin" of an empty bar: no level, no control token
+BAR_KEEP = 0.8  # in a song that carries controls, the chance each control is written
 LEVELS = ("lowest", "low", "mid", "high", "highest")  # names of bins 0..4 on the CLI
 KINDS = {"density": Family.DENSITY, "polyphony": Family.POLYPHONY}
 
@@ -60,9 +68,10 @@ class ControlBins:
             raise ControlError(f"{where}: malformed control bins: {e}") from e
 
     def bin(self, kind: str, values: np.ndarray, empty: np.ndarray) -> np.ndarray:
-        """Bin of each value (int64); empty bars are bin 0."""
+        """Bin of each value (int64); EMPTY for empty bars."""
         edges = np.asarray(getattr(self, kind))
-        return np.where(empty, 0, np.searchsorted(edges, values, side="left")).astype(np.int64)
+        bins = np.searchsorted(edges, values, side="left")
+        return np.where(empty, EMPTY, bins).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -142,22 +151,25 @@ def realised(enc: Encoding, vocab: Vocab, bins: ControlBins) -> dict[str, np.nda
     }
 
 
-def add_controls(enc: Encoding, vocab: Vocab, bins: ControlBins, keep: float,
-                 rng: np.random.Generator) -> Encoding:
-    """The song with each instrument bar's realised DENSITY/POLYPHONY tokens after its BAR,
-    each kept with probability `keep` (independently). `keep == 0` returns `enc` itself.
+def add_controls(enc: Encoding, vocab: Vocab, bins: ControlBins, rate: float,
+                 rng: np.random.Generator, bar_keep: float = BAR_KEEP) -> Encoding:
+    """The song with its realised DENSITY/POLYPHONY tokens after the opener of each bar that
+    plays: with probability `rate` the song carries controls, and then each one is kept with
+    probability `bar_keep` (independently). Empty bars get none. `rate == 0` returns `enc`
+    itself; so does a song drawn without controls.
 
     Raises:
         ControlError: `enc` already holds control tokens.
     """
-    if keep <= 0:
+    if rate <= 0 or rng.random() >= rate:
         return enc
     if np.isin(enc.type, (Family.DENSITY, Family.POLYPHONY)).any():
         raise ControlError("add_controls: the song already holds control tokens")
     got = realised(enc, vocab, bins)
     st_opener = cell_stats(enc, vocab).opener
     n = len(st_opener)
-    use = {k: rng.random(n) < keep for k in KINDS}
+    plays = got["density"] != EMPTY
+    use = {k: (rng.random(n) < bar_keep) & plays for k in KINDS}
     # Output rows: every source token, and after each opener its kept controls.
     extra = use["density"].astype(np.int64) + use["polyphony"]
     counts = np.ones(len(enc), dtype=np.int64)

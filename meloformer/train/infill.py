@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from meloformer.data.crop import crop
-from meloformer.hid.infill import Span, infill_layout
+from meloformer.data.shards import SongIndex
+from meloformer.hid.infill import infill_layout, random_span
 from meloformer.hid.song import Encoding
-from meloformer.hid.vocab import BOS, EOS, Family, Vocab
+from meloformer.hid.vocab import BOS, Family, Vocab
 from meloformer.model.batch import IGNORE, Batch
 
 MAX_SPAN_BARS = 8
@@ -34,43 +35,37 @@ def control_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, song, CONTROL_STREAM])
 
 
-def random_span(enc: Encoding, rng: np.random.Generator) -> Span | None:
-    """A random instrument track and 1-8 consecutive bars of it present in `enc`; None when
-    `enc` holds no instrument bar."""
-    body = (enc.type == Family.BAR) & (enc.track > 0) & (enc.ids != BOS) & (enc.ids != EOS)
-    openers = np.flatnonzero(body)
-    if len(openers) == 0:
-        return None
-    i = int(rng.choice(openers))
-    track, first = int(enc.track[i]), int(enc.bar[i])
-    bars = set(enc.bar[openers[enc.track[openers] == track]].tolist())
-    last = first
-    for _ in range(int(rng.integers(1, MAX_SPAN_BARS + 1)) - 1):
-        if last + 1 not in bars:
-            break
-        last += 1
-    return Span(track - 1, first, last)
-
-
 def song_example(
     enc: Encoding, max_len: int, crop_rng: np.random.Generator,
     fill_rng: np.random.Generator, rate: float, vocab: Vocab,
 ) -> Encoding:
     """One training song: with probability `rate` an infill example, else the plain crop.
 
-    An infill example is cropped to GROWTH tokens less than the plain one would take, so it
-    never outgrows the row the planner made for the song. `rate == 0` draws nothing from
-    `fill_rng` and returns exactly `crop(enc, max_len, crop_rng)`.
+    `max_len` is the row the planner made for the song, GROWTH tokens of room included
+    (example_room), so an infill example is cropped to max_len - GROWTH and a song that
+    fits its row is not cut at all. `rate == 0` draws nothing from `fill_rng` and returns
+    exactly `crop(enc, max_len, crop_rng)`.
     """
     if rate <= 0 or fill_rng.random() >= rate:
         return crop(enc, max_len, crop_rng)
-    budget = min(len(enc), max_len) - GROWTH
+    budget = max_len - GROWTH
     header = int(((enc.ids == BOS) | (enc.type == Family.TRACK)).sum())
     if budget < header + 8:  # too short to cut: keep the plain row
         return crop(enc, max_len, crop_rng)
     window = crop(enc, budget, crop_rng)
-    span = random_span(window, fill_rng)
+    span = random_span(window, fill_rng, MAX_SPAN_BARS)
     return window if span is None else infill_layout(window, [span], vocab)
+
+
+def example_room(index: SongIndex, infill_rate: float, control_rate: float) -> np.ndarray:
+    """Tokens each song's training example may add to it: two controls per instrument cell
+    when controls are on, GROWTH fill markers when infill is on (SongIndex.with_room)."""
+    room = np.zeros_like(index.n_tokens)
+    if control_rate > 0:
+        room += 2 * index.n_cells
+    if infill_rate > 0:
+        room += GROWTH
+    return room
 
 
 def ignore_placeholder_targets(batch: Batch, vocab: Vocab) -> None:

@@ -55,8 +55,9 @@ class PlanDataset(Dataset):
         planner: builds each batch's MaskPlan (the model's config and device).
         infill_rate, vocab: share of songs laid out as infill examples (train/infill.py);
             0 (the default) builds exactly the plain rows.
-        control_rate, control_bins: probability of each per-bar control token (hid/controls.py)
-            and the bins that define them; 0 (the default): no control tokens.
+        control_rate, control_bins: share of songs with per-bar control tokens
+            (hid/controls.py add_controls) and the bins that define them; 0 (the default):
+            no control tokens.
     """
 
     def __init__(
@@ -90,9 +91,11 @@ class PlanDataset(Dataset):
 
     def _song(self, epoch: int, song: int):
         rng = np.random.default_rng([self.seed, epoch, song])
-        enc, budget = self._reader.song(song), self.max_seq_len
-        if self.control_rate > 0:  # controls first; the song keeps the length it was planned at
-            budget = min(len(enc), budget)
+        enc = self._reader.song(song)
+        # The row was planned for the song plus the room its controls and fill markers may
+        # take (SongIndex.planned), so a song that fits keeps every bar and its EOS.
+        budget = min(int(self.index.planned[song]), self.max_seq_len)
+        if self.control_rate > 0:
             enc = add_controls(enc, self.vocab, self.control_bins, self.control_rate,
                                control_rng(self.seed, epoch, song))
         if self.infill_rate > 0:

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from meloformer.data.controls import read_control_bins
 from meloformer.data.meta import meta_path
 from meloformer.data.shards import build_index
-from meloformer.device import resolve_device
+from meloformer.device import autocast_dtype, compiler_missing, resolve_device, use_cpu_threads
 from meloformer.io import json_ready
 from meloformer.model.config import ModelConfig
 from meloformer.model.transformer import MeloFormer
@@ -32,6 +32,7 @@ from meloformer.train.checkpoint import (
     LAST,
     CheckpointError,
     load_checkpoint,
+    load_trained,
     model_config_dict,
     model_config_from,
     rng_state,
@@ -42,6 +43,7 @@ from meloformer.train.config import TrainConfig
 from meloformer.train.dist import all_reduce, init_distributed
 from meloformer.train.feed import DataFeed, DataState
 from meloformer.train.horizon import epoch_steps
+from meloformer.train.infill import example_room
 from meloformer.train.metrics import TrainLogger
 from meloformer.train.optim import build_optimizer
 from meloformer.train.phases import oom_line, phase_at, switch_line
@@ -74,8 +76,11 @@ def run_key(cfg: TrainConfig, model_cfg: ModelConfig, data_dir: Path) -> str:
     h = hashlib.sha256(json.dumps([json_ready(cfg), model_config_dict(model_cfg)],
                                   sort_keys=True).encode())
     root = Path(data_dir) / "shards" if (Path(data_dir) / "shards").is_dir() else Path(data_dir)
-    for path in sorted(root.rglob("*.parquet")):
-        h.update(path.relative_to(root).as_posix().encode())
+    files = [(p.relative_to(root).as_posix(), p) for p in sorted(root.rglob("*.parquet"))]
+    if cfg.init_from:  # a fine-tune of other weights is another run
+        files.append(("init_from", Path(cfg.init_from)))
+    for name, path in files:
+        h.update(name.encode())
         with path.open("rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
@@ -111,6 +116,8 @@ def train(
     info = init_distributed("cuda" if "cuda" in device or (
         device == "auto" and torch.cuda.is_available()) else "cpu")
     dev = resolve_device(device, info.local_rank)
+    if dev.type == "cpu":
+        use_cpu_threads(cfg.threads)
     ckpt_path = Path(out_dir) / "checkpoints" / LAST
     ckpt = load_checkpoint(ckpt_path, dev) if resume is True and ckpt_path.exists() else None
     key = run_key(cfg, model_cfg, data_dir)
@@ -125,10 +132,29 @@ def train(
         vocab = corpus_vocab(data_dir)
         model_cfg = model_cfg.replace(vocab_size=vocab.size)
     torch.manual_seed(cfg.seed)
-    model = MeloFormer(model_cfg).to(dev)
+    if ckpt is None and cfg.init_from:
+        model = _pretrained(Path(cfg.init_from), vocab, dev)
+    else:
+        model = MeloFormer(model_cfg).to(dev)
     metrics_dir = Path(metrics_dir) if metrics_dir else Path(out_dir) / "metrics"
     return _Run(cfg, model, data_dir, Path(out_dir), dev, info, ckpt, key, metrics_dir,
                 note, vocab).run()
+
+
+def _pretrained(path: Path, vocab: VocabRecord, dev: torch.device) -> MeloFormer:
+    """The model of checkpoint `path` (its architecture and weights) to fine-tune on data of
+    vocabulary `vocab`.
+
+    Raises:
+        CheckpointError: unreadable checkpoint.
+        VocabError: the checkpoint speaks another vocabulary than the data.
+    """
+    model, record = load_trained(path, dev)
+    if record.hash != vocab.hash:
+        raise VocabError(f"train.init_from {path}: its vocabulary {record.hash} "
+                         f"({record.size} tokens) differs from the data's {vocab.hash} "
+                         f"({vocab.size}): preprocess with the checkpoint's HID config")
+    return model.train()
 
 
 def _auto_resume(path: Path, dev: torch.device, key: str) -> tuple[dict | None, str]:
@@ -156,6 +182,7 @@ class _Run:
         self.vocab = vocab
         self.optimizer = build_optimizer(model, cfg)
         index = build_index(data_dir)
+        index = index.with_room(example_room(index, cfg.infill_rate, cfg.control_rate))
         bins = read_control_bins(meta_path(data_dir)) if cfg.control_rate > 0 else None
         if cfg.control_rate > 0 and bins is None:
             raise VocabError(f"{meta_path(data_dir)}: no control_bins (preprocessed before "
@@ -169,16 +196,28 @@ class _Run:
         if ckpt is not None:
             self._restore(ckpt)
         module = LossModule(model)
-        if dev.type == "cuda" and cfg.compile:
-            for block in model.blocks:
-                block.compile()
-        self.module = DistributedDataParallel(module) if info.world > 1 else module
+        self.dtype = autocast_dtype(cfg.precision, dev)
         self.log = TrainLogger(out_dir, info.is_main, self.total_steps, metrics_dir)
+        self.compiled = self._compile(model)
+        self.module = DistributedDataParallel(module) if info.world > 1 else module
         if note:
             self.log.line(note)
         if ckpt is not None and ckpt["train_config"] != json_ready(cfg):
             self.log.line("warning: resuming with a train config that differs from the "
                           "checkpoint's; the data order follows the new one")
+
+    def _compile(self, model: MeloFormer) -> bool:
+        """Compile each block when cfg.compile asks (auto: wherever a compiler runs); one
+        warning line and eager mode when none does. Returns whether the blocks compiled."""
+        if self.cfg.compile is False:
+            return False
+        missing = compiler_missing(self.dev)
+        if missing:
+            self.log.line(f"warning: running eager: {missing}")
+            return False
+        for block in model.blocks:
+            block.compile()
+        return True
 
     def run(self) -> dict:
         """Train to the end; returns the summary. Sinks and loader close even on error."""
@@ -235,7 +274,9 @@ class _Run:
                  f"world {self.info.world}, {self.total_steps} steps "
                  f"({cfg.epochs} epochs = {self.epoch_steps} steps), resume at {self.step}")
         log.line(f"config: {json.dumps(self._config())}")
-        phase = None
+        log.line(f"precision {self.dtype or torch.float32} (autocast), compiled blocks "
+                 f"{self.compiled}, {torch.get_num_threads()} CPU threads")
+        phase, phase_steps = None, 0
         t0, tok0 = time.perf_counter(), self.tokens
         saved_at = time.monotonic()
         while self.data.origin.epoch < cfg.epochs and (
@@ -246,7 +287,7 @@ class _Run:
             if new != phase:
                 log.line(switch_line(self.step, phase, new))
                 self.data = self.feed.start(self.data, new)
-                phase = new
+                phase, phase_steps = new, 0
             micro = self.feed.take(phase.accum)
             if not micro:  # this epoch is over on some rank
                 self.data = self.data.next_epoch()
@@ -254,7 +295,12 @@ class _Run:
                     self.data = self.feed.start(self.data, phase)
                 continue
             try:
+                started = time.perf_counter()
                 res = self._step(micro)
+                if self.compiled and phase_steps == 0:
+                    log.line(f"first step of phase {phase.index}: "
+                             f"{time.perf_counter() - started:.1f} s (includes compiling)")
+                phase_steps += 1
             except torch.OutOfMemoryError:
                 phase = self._on_oom(phase)
                 continue
@@ -281,7 +327,7 @@ class _Run:
     def _step(self, micro):
         c = self.cfg
         return train_step(self.module, self.optimizer, micro, self._lr(self.step), c.grad_clip,
-                          self.dev, self.info.world)
+                          self.dev, self.info.world, self.dtype)
 
     def _on_oom(self, phase):
         """Halve the micro-batch (doubling accumulation) and re-plan from the step's start.

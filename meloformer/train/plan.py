@@ -129,7 +129,7 @@ def plan_epoch(
     re-planned with `batch_size` (so a batch-size switch mid-chunk loses and repeats nothing).
     """
     songs = epoch_order(index, seed, position.epoch, rank, world)
-    lengths = np.minimum(index.n_tokens, buckets[-1])
+    lengths = np.minimum(index.planned, buckets[-1])
     consumed = set(position.consumed)
     out: list[PlannedBatch] = []
     for c in range(position.chunk, -(-len(songs) // chunk_songs)):
