@@ -87,6 +87,22 @@ def parse_control(text: str, kind: str) -> tuple[Span, int]:
         raise ConditionError(f"{kind} {text!r}: {e}") from e
 
 
+def unreached_control(cond: Conditions, generated: set[tuple[int, int]]) -> str | None:
+    """The first control request with a bar outside `generated` (the (hid track, bar)
+    cells the run writes), as one line naming it; None when every request can be honoured.
+    A control steers only a bar being generated: one on a kept bar would be dropped."""
+    for kind in ("density", "polyphony"):
+        for text in getattr(cond, kind) or ():
+            span, _ = parse_control(text, kind)
+            missing = [bar for cell, bar in zip(span.cells(), range(span.first, span.last + 1),
+                                                strict=True) if cell not in generated]
+            if missing:
+                return (f"{kind} {text!r}: bar {missing[0]} of track {span.track} is not "
+                        "generated in this run (controls steer only the bars being written: "
+                        "the infill spans, the continued bars, the added track)")
+    return None
+
+
 def _controls(cond: Conditions, vocab: Vocab) -> dict[tuple[int, int], tuple[int, ...]]:
     """Per (hid track, bar), the control tokens in grammar order; a later request for the
     same bar and kind wins."""

@@ -12,7 +12,12 @@ import torch
 
 from meloformer.device import autocast
 from meloformer.generate.cache import DecodeCache
-from meloformer.generate.conditions import Conditions, resolve
+from meloformer.generate.conditions import (
+    ConditionError,
+    Conditions,
+    resolve,
+    unreached_control,
+)
 from meloformer.generate.constrain import Controller, GenerationError
 from meloformer.generate.rows import CellTracker, build_rows
 from meloformer.generate.sampling import SamplingConfig, pool_closing, sample
@@ -130,7 +135,8 @@ def generate(model: MeloFormer, vocab: Vocab, req: Request, cached: bool = True,
 
     Raises:
         GenerationError: the prompt breaks the grammar or max_tokens cannot hold the song.
-        ConditionError: a condition the vocabulary cannot write.
+        ConditionError: a condition the vocabulary cannot write, or a control requested on
+            a bar the run did not generate.
     """
     rules = resolve(req.conditions, vocab)
     prompt = prompt_tokens(req.script)
@@ -143,7 +149,12 @@ def generate(model: MeloFormer, vocab: Vocab, req: Request, cached: bool = True,
     source = (Cached(model, n, rules.max_tokens, slots, compile=compile, dtype=dtype)
               if cached else FullForward(model))
     rows = [Controller(vocab, req.script, rules) for _ in range(n)]
-    return _loop(source, rows, prompt, req.sampling, next(model.parameters()).device)
+    songs = _loop(source, rows, prompt, req.sampling, next(model.parameters()).device)
+    for c in rows:  # a request the run could not honour is an error, never dropped silently
+        message = unreached_control(req.conditions, set(c.st.controls))
+        if message:
+            raise ConditionError(message)
+    return songs
 
 
 @torch.no_grad()

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meloformer.device import PRECISIONS, decode_dtype, resolve_device, use_cpu_threads
-from meloformer.generate.conditions import Conditions, parse_control
+from meloformer.generate.conditions import (
+    ConditionError,
+    Conditions,
+    parse_control,
+    unreached_control,
+)
 from meloformer.generate.generate import Request, generate
 from meloformer.generate.output import write_sample
 from meloformer.generate.sampling import SamplingConfig
@@ -107,6 +112,7 @@ def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
             raise ValueError("infill needs a prompt MIDI (--prompt or generate.prompt) and "
                              "no other mode (--add-track, --prompt-bars)")
         given = encode_file(prompt, vocab.config)
+        _check_controls(cfg, {cell for span in cfg.spans() for cell in span.cells()})
         return infill(vocab, given, cfg.spans()), given.n_bars
     if prompt is None:
         if add_program is not None:
@@ -118,7 +124,19 @@ def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
             given = first_bars(given, prompt_bars)
         return add_track(vocab, given, add_program), given.n_bars
     bars = max(cfg.n_bars or 0, prompt_bars or given.n_bars) if cfg.n_bars else None
+    kept = prompt_bars or given.n_bars
+    if not new_tracks and bars is not None:
+        _check_controls(cfg, {(t, b) for t in range(1, given.n_tracks + 1)
+                              for b in range(kept, bars)})
     return continuation(given, prompt_bars, new_tracks), bars
+
+
+def _check_controls(cfg: GenerateConfig, generated: set[tuple[int, int]]) -> None:
+    """Refuse, before sampling, a control on a bar the mode keeps (ConditionError)."""
+    message = unreached_control(Conditions(density=cfg.density, polyphony=cfg.polyphony),
+                                generated)
+    if message:
+        raise ConditionError(message)
 
 
 def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, **mode
