@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sys
 
-# Python put bench/ first on sys.path; move it last so a bench script's name (tokenize.py)
-# cannot shadow a standard-library module.
+# Python put bench/ first on sys.path; move it last so a bench script's name cannot
+# shadow a standard-library module (tokenize.py once did).
 sys.path.append(sys.path.pop(0))
 
 import argparse  # noqa: E402

@@ -5,7 +5,7 @@
 Times the whole preprocess stage (pool start, encoding, shard writing, finalize) on a manifest
 of DIR (default: the dev corpus), once per worker count, into fresh output directories. The
 baseline, in the same process: read each file, symusic parse, MidiTok REMI (programs in one
-stream, tempos and time signatures on, as bench/tokenize.py). Targets: 2 workers >= 1.8x the
+stream, tempos and time signatures on, as bench/tokenize_speed.py). Targets: 2 workers >= 1.8x the
 files/s of 1; 1-worker notes/s >= REMI's. On a shared host other jobs take cores and the
 scaling figure with them, so the bench also prints the load and the scaling a trivially
 parallel CPU loop gets on this machine at the same time (the ceiling for any pool).
@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as a script, bench/ leads sys.path, and bench/tokenize.py would shadow the stdlib module
-# of that name (linecache imports it): take bench/ off the path first.
+# Run as a script, bench/ leads sys.path, where a script named like a stdlib module (as
+# tokenize.py once was) would shadow it for linecache: take bench/ off the path first.
 if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
     sys.path.pop(0)
 

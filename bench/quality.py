@@ -10,7 +10,7 @@ preset) and data order (per step the same songs and the same start bar for every
 
     (a) hid-sparse  HID + the shipped sparse rules (SDPA executor of the mask on CPU)
     (b) hid-dense   HID + plain causal attention
-    (c) remi-dense  MidiTok REMI (programs, tempos, time signatures: bench/tokenize.py's
+    (c) remi-dense  MidiTok REMI (programs, tempos, time signatures: bench/tokenize_speed.py's
                     configuration) + the same transformer, plain causal attention
 
 The corpus (default ../shared/data/midi-dev) is split as discover splits it; songs whose HID
@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import sys
 
-# Python put bench/ first on sys.path; move it last so a bench script's name (tokenize.py)
-# cannot shadow a standard-library module.
+# Python put bench/ first on sys.path; move it last so a bench script's name cannot
+# shadow a standard-library module (tokenize.py once did).
 sys.path.append(sys.path.pop(0))
 
 import argparse  # noqa: E402

@@ -1,4 +1,4 @@
-"""MidiTok REMI for bench/quality.py: the tokenizer as bench/tokenize.py configures it, its ids
+"""MidiTok REMI for bench/quality.py: the tokenizer as tokenize_speed.py configures it, its ids
 as an Encoding the same transformer reads, and a plain (uncached) sampler of REMI songs."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ REMI_FAMILIES = ("Special", "Bar", "Position", "Pitch", "Velocity", "Duration", 
 
 
 def remi_tokenizer():
-    """MidiTok REMI as bench/tokenize.py configures it (programs, tempos, time signatures)."""
+    """MidiTok REMI as tokenize_speed.py configures it (programs, tempos, time signatures)."""
     import miditok
 
     config = miditok.TokenizerConfig(use_programs=True, one_token_stream_for_programs=True,

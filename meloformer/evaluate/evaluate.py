@@ -3,6 +3,7 @@ the generated samples beside those of the real validation songs (each with their
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -14,7 +15,9 @@ from meloformer.data.crop import crop
 from meloformer.data.meta import meta_path, read_pitch_ranges
 from meloformer.data.shards import ShardReader, build_index
 from meloformer.device import PRECISIONS, autocast_dtype, resolve_device, use_cpu_threads
+from meloformer.evaluate.continuation import continuation_metrics
 from meloformer.evaluate.loss import family_loss
+from meloformer.evaluate.memorisation import memorised_share, train_span_keys
 from meloformer.evaluate.metrics import SONG_METRICS, Piece, PitchRanges, out_of_range_share
 from meloformer.evaluate.similarity import similarity_curve, similarity_error
 from meloformer.generate import read_sample_ids
@@ -141,11 +144,21 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
     meta = meta_path(processed)
     ranges = read_pitch_ranges(meta) if meta.exists() else {}
     music, curves = music_metrics(real, generated, vocab, cfg.max_distance, ranges)
-    metrics = {"loss": loss, "music": music, "n_real": len(real), "n_generated": len(generated)}
+    metrics = {"loss": loss, "music": music, "n_real": len(real), "n_generated": len(generated),
+               "memorised": memorised_share(generated, train_span_keys(processed, vocab)),
+               "continuation": continuation_metrics(generated, [prompt_bars(p) for p in files])}
     write_json(Path(out) / "eval.json", _finite(metrics))
     write_json(Path(out) / "samples.json", _finite(per_sample(files, generated, vocab, ranges)))
     write_plots(Path(out) / "plots", loss, curves)
     return metrics
+
+
+def prompt_bars(sample: Path) -> int | None:
+    """The prompt bars a sample continued (its JSON's mode), None unless it is a
+    continuation of a known number of prompt bars."""
+    mode = json.loads(Path(sample).read_text()).get("mode", {})
+    plain = mode.get("prompt") and mode.get("add_program") is None and not mode.get("infill")
+    return int(mode["prompt_bars"]) if plain and mode.get("prompt_bars") else None
 
 
 def sample_files(samples: Path) -> list[Path]:

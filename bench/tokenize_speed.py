@@ -1,6 +1,6 @@
 """Tokenisation speed and length: HID vs MidiTok REMI on the same files, in one process.
 
-    python bench/tokenize.py [DIR] [--json OUT]
+    python bench/tokenize_speed.py [DIR] [--json OUT]
 
 REMI is configured as a fair peer: programs in one stream, tempos and time signatures on.
 Both sides read the file from bytes each time (HID: its own reader; REMI: symusic).
