@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> None:
         params = load_params(args.params)
-        written = run_generate(args.checkpoint, args.out, params.generate)
+        written = run_generate(args.checkpoint, args.out, params.generate, report=print)
         print(f"generate: {len(written)} samples in {args.out}")
 
     run_cli(run)

@@ -34,6 +34,7 @@ from meloformer.data.meta import (
     pitch_ranges,
 )
 from meloformer.data.pool import PreprocessError, ShardPool
+from meloformer.data.profile import corpus_profile
 from meloformer.data.progress import Progress
 from meloformer.data.shards import (
     REJECT_SCHEMA,
@@ -199,8 +200,9 @@ def finalize(manifest_path: Path, out_dir: Path, cfg: PreprocessConfig) -> Prepr
     hist = pitch_histogram([songs_file(shard_dir, k) for k in ids], Vocab(cfg.hid))
     meta = build_meta(cfg, [t.key for t in tasks], songs, rejects, len(manifest),
                       pitch_ranges(hist))
-    meta["control_bins"] = control_bins([songs_file(shard_dir, k) for k in ids],
-                                        Vocab(cfg.hid)).to_dict()
+    files = [songs_file(shard_dir, k) for k in ids]
+    meta["control_bins"] = control_bins(files, Vocab(cfg.hid)).to_dict()
+    meta["profile"] = corpus_profile(files, Vocab(cfg.hid)).to_dict()
     write_json(Path(out_dir) / META_FILE, meta)
     totals = meta["totals"]
     return PreprocessSummary(

@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         polyphony=tuple(args.polyphony) if args.polyphony else None,
     )
     written = run_cli(lambda: run_generate(
-        args.checkpoint, args.out, cfg, prompt=args.prompt, prompt_bars=args.prompt_bars,
+        args.checkpoint, args.out, cfg, report=print, prompt=args.prompt,
+        prompt_bars=args.prompt_bars,
         add_program=args.add_track, new_tracks=args.new_tracks), ValueError)
     for paths in written:
         print(paths["mid"])

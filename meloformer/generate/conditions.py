@@ -37,6 +37,9 @@ class Conditions:
     max_tokens: int = 4096
     density: tuple[str, ...] | None = None
     polyphony: tuple[str, ...] | None = None
+    programs: tuple[int, ...] | None = None
+    """Programs a sampled track may have (the training data's: CorpusProfile.programs);
+    None: any. Tracks the script forces (--instruments, a prompt's) are not limited."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class Rules:
     chords: tuple[int, ...] | None
     max_tokens: int
     controls: dict[tuple[int, int], tuple[int, ...]] = field(default_factory=dict)
+    openers: tuple[int, ...] | None = None
+    """Track openers a sampled track may start with (None: any)."""
 
 
 def resolve(cond: Conditions, vocab: Vocab) -> Rules:
@@ -69,6 +74,8 @@ def resolve(cond: Conditions, vocab: Vocab) -> Rules:
         chords=None if cond.chords is None else tuple(_chord(c, vocab) for c in cond.chords),
         max_tokens=cond.max_tokens,
         controls=_controls(cond, vocab),
+        openers=None if cond.programs is None else tuple(
+            vocab.index["DRUMS" if p == 128 else f"PROGRAM_{p}"] for p in cond.programs),
     )
 
 

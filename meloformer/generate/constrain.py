@@ -48,6 +48,10 @@ class Controller:
         for fam in (F.DENSITY, F.POLYPHONY):
             self._controls[r[fam].start : r[fam].stop] = True
         self._dur_base = vocab.base(F.DURATION)  # DUR_d has id base + d - 1
+        self._track_openers = np.zeros(len(vocab), dtype=bool)
+        self._track_openers[r[F.TRACK].start : r[F.TRACK].stop] = True
+        self._allowed_openers = np.zeros(len(vocab), dtype=bool)
+        self._allowed_openers[list(rules.openers or ())] = True
         self._bar_steps = np.asarray(vocab.bar_steps, dtype=np.int64)
 
     @property
@@ -135,6 +139,8 @@ class Controller:
             out[control] = True
             return out
         m[self._controls] = False  # controls are written only where asked for
+        if self.rules.openers is not None:  # no track of a program the data never had
+            m &= ~self._track_openers | self._allowed_openers
         if part.end is not None:  # the run may only close with its end token
             keep = m[part.end]
             m[self._ends] = False

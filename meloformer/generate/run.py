@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from meloformer.data.profile import CorpusProfile
 from meloformer.device import PRECISIONS, decode_dtype, resolve_device, use_cpu_threads
 from meloformer.generate.conditions import (
     ConditionError,
@@ -28,7 +30,7 @@ from meloformer.hid.encode import encode_file
 from meloformer.hid.infill import Span, restore
 from meloformer.hid.vocab import Vocab
 from meloformer.io import json_ready
-from meloformer.train import load_trained
+from meloformer.train import load_profile, load_trained
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,14 @@ class GenerateConfig:
         """The infill spans (empty when infill is off)."""
         return [Span.parse(text) for text in self.infill or ()]
 
-    def request(self, script: Script, n_bars: int | None) -> Request:
-        """The Request for a script (n_bars overridden by modes that fix the bars)."""
+    def request(self, script: Script, n_bars: int | None,
+                programs: tuple[int, ...] | None = None) -> Request:
+        """The Request for a script (n_bars overridden by modes that fix the bars; sampled
+        tracks limited to `programs` when given)."""
         cond = Conditions(n_bars=n_bars, time_signature=self.time_signature, tempo=self.tempo,
                           chords=self.chords,
                           max_tokens=self.max_tokens or token_budget(script, n_bars),
-                          density=self.density, polyphony=self.polyphony)
+                          density=self.density, polyphony=self.polyphony, programs=programs)
         sampling = SamplingConfig(self.temperature, self.top_k, self.top_p, self.seed)
         return Request(script, cond, sampling, self.n_samples)
 
@@ -139,12 +143,35 @@ def _check_controls(cfg: GenerateConfig, generated: set[tuple[int, int]]) -> Non
         raise ConditionError(message)
 
 
-def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, **mode
+def scratch_defaults(cfg: GenerateConfig, profile: CorpusProfile
+                     ) -> tuple[GenerateConfig, str | None]:
+    """`cfg` with the meter, tempo and instruments it leaves open taken from the training
+    data (the most common meter and instrumentation, the median tempo), and the line that
+    says so (None when the user fixed all three)."""
+    filled = {"time_signature": profile.meter, "tempo": profile.tempo,
+              "instruments": profile.instruments}
+    chosen = {k: v for k, v in filled.items() if getattr(cfg, k) is None}
+    if not chosen:
+        return cfg, None
+    flags = {"time_signature": "--time-signature", "tempo": "--tempo",
+             "instruments": "--instruments"}
+    said = ", ".join(f"{flags[k]} {_text(v)}" for k, v in chosen.items())
+    return replace(cfg, **chosen), (f"from scratch with the training data's {said} "
+                                    "(most common meter and instruments, median tempo)")
+
+
+def _text(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
+                 report: Callable[[str], None] | None = None, **mode
                  ) -> list[dict[str, Path]]:
     """Generate cfg.n_samples songs from a checkpoint into out_dir (sample-000.mid/.png/.json),
     in the vocabulary stored in the checkpoint.
 
     Args:
+        report: receives one line per choice made for the user (the from-scratch defaults).
         mode: build_script's keyword arguments (prompt, prompt_bars, add_program, new_tracks).
 
     Returns:
@@ -155,8 +182,14 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, **mode
         use_cpu_threads(cfg.threads)
     model, record = load_trained(checkpoint, device)
     vocab = record.vocab()
+    profile = load_profile(checkpoint)
+    if profile is not None and mode.get("prompt") is None and cfg.prompt is None:
+        cfg, note = scratch_defaults(cfg, profile)
+        if note and report:
+            report(note)
     script, n_bars = build_script(vocab, cfg, **mode)
-    songs = generate(model, vocab, cfg.request(script, n_bars), compile=cfg.compile,
+    request = cfg.request(script, n_bars, profile.programs if profile else None)
+    songs = generate(model, vocab, request, compile=cfg.compile,
                      dtype=decode_dtype(cfg.precision, device))
     info = {"checkpoint": str(checkpoint), "config": json_ready(cfg),
             "mode": {k: str(v) if isinstance(v, Path) else v for k, v in mode.items()}}

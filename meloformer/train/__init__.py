@@ -6,6 +6,7 @@ from meloformer.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_model,
+    load_profile,
     load_trained,
     model_config_from,
 )
@@ -15,6 +16,7 @@ from meloformer.train.vocabulary import VocabError, VocabRecord, check_corpus
 
 __all__ = [
     "PRESETS", "CheckpointError", "TooManyBadSteps", "TrainConfig", "VocabError", "VocabRecord",
-    "check_corpus", "load_checkpoint", "load_model", "load_trained", "model_config_from",
+    "check_corpus", "load_checkpoint", "load_model", "load_profile", "load_trained",
+    "model_config_from",
     "preset_config", "train",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from meloformer.data.profile import CorpusProfile
 from meloformer.io import atomic_path, json_ready
 from meloformer.model.config import ModelConfig
 from meloformer.model.transformer import MeloFormer
@@ -99,6 +100,17 @@ def load_trained(path: Path, device: str | torch.device = "cpu"
         raise VocabError(f"{path}: vocab_size {model.cfg.vocab_size} != its vocabulary "
                          f"{ckpt_vocab.hash} ({ckpt_vocab.size} tokens)")
     return model.eval(), ckpt_vocab
+
+
+def load_profile(path: Path) -> CorpusProfile | None:
+    """The corpus profile a checkpoint was trained on (generation's defaults); None for a
+    checkpoint from before profiles, or of data preprocessed before them.
+
+    Raises:
+        CheckpointError: as load_checkpoint.
+    """
+    profile = load_checkpoint(Path(path)).get("profile")
+    return CorpusProfile.from_dict(profile) if profile else None
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> MeloFormer:

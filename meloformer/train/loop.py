@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from meloformer.data.controls import read_control_bins
 from meloformer.data.meta import meta_path
+from meloformer.data.profile import read_profile
 from meloformer.data.shards import build_index
 from meloformer.device import autocast_dtype, compiler_missing, resolve_device, use_cpu_threads
 from meloformer.io import json_ready
@@ -184,6 +185,7 @@ class _Run:
         index = build_index(data_dir)
         index = index.with_room(example_room(index, cfg.infill_rate, cfg.control_rate))
         bins = read_control_bins(meta_path(data_dir)) if cfg.control_rate > 0 else None
+        self.profile = read_profile(meta_path(data_dir))  # generation's defaults
         if cfg.control_rate > 0 and bins is None:
             raise VocabError(f"{meta_path(data_dir)}: no control_bins (preprocessed before "
                              "controls existed): rerun preprocess, or set control_rate 0")
@@ -375,6 +377,7 @@ class _Run:
             "train_config": json_ready(self.cfg),
             "run_key": self.key, "complete": self.complete,
             "vocab": self.vocab.to_dict(),
+            "profile": self.profile.to_dict() if self.profile else None,
             "step": self.step, "bad_steps": self.bad_steps, "oom_halvings": self.oom_halvings,
             "tokens": self.tokens, "data": self.data.to_dict(), "rng": rng_state(),
             "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 4),
