@@ -1,19 +1,21 @@
 """Infilling and per-bar controls of a trained checkpoint, in one table.
 
     python bench/infill.py --checkpoint runs/ic/checkpoints/last.pt --processed DIR
-                           [--songs 6] [--samples 8] [--bars 4] [--seed 0] [--json OUT]
+                           [--songs 16] [--seed 0] [--json OUT]
 
 1. Infill quality (meloformer/evaluate/infill.py): one random span (1-4 bars around a note)
    per val song (each cropped to a 1024-token window of whole bars, seeded), its notes scored
    as a fill with the whole song as context and without it (the conductor and the span alone);
    bits per note summed over songs, and the share of spans the context helps.
-2. Control adherence: `--samples` songs from scratch (drums, bass, piano; `--bars` bars), each
-   with a random density bin and a random polyphony bin asked for every bar of the piano track,
-   drawn once with the requests (forced after each bar's BAR) and once without (the baseline,
-   checked against the same requests). The bins are the corpus's (meta.json control_bins).
+2. Steering (meloformer/evaluate/steering.py): per control kind, `--songs` val spans of 4
+   bars, each filled once per level and once without a control with the same seed (paired);
+   per level the realised values, exact and +-1-bin adherence against the no-control
+   baseline with 95 % intervals, Spearman's rho between level and realised value, and the
+   teacher-forced bits saved by the true bin on bars whose bin changed vs stayed.
 3. Music-metric gap: one random span per val song (the song's first bars that fit 1024
-   tokens), filled by the model (top-p 0.95); per metric the mean over the real spans, over
-   the filled ones, and |gap| (meloformer/evaluate/infill.py fill_metric_gap).
+   tokens), filled by the model (top-p 0.95, as generate samples); per metric the mean
+   over the real spans, over the filled ones, and |gap| (evaluate/infill.py
+   fill_metric_gap).
 One process; CPU timings are not the point here.
 """
 
@@ -33,16 +35,10 @@ from common import print_table, write_json  # noqa: E402
 from meloformer.data.controls import read_control_bins  # noqa: E402
 from meloformer.data.crop import crop  # noqa: E402
 from meloformer.data.shards import ShardReader, build_index  # noqa: E402
-from meloformer.evaluate.infill import adherence, fill_metric_gap, infill_quality  # noqa: E402
-from meloformer.generate.conditions import Conditions  # noqa: E402
-from meloformer.generate.generate import Request, generate  # noqa: E402
-from meloformer.generate.sampling import SamplingConfig  # noqa: E402
-from meloformer.generate.script import first_bars, from_scratch  # noqa: E402
-from meloformer.hid.controls import LEVELS  # noqa: E402
+from meloformer.evaluate.infill import fill_metric_gap, infill_quality  # noqa: E402
+from meloformer.evaluate.steering import steering_report  # noqa: E402
+from meloformer.generate.script import first_bars  # noqa: E402
 from meloformer.train.checkpoint import load_trained  # noqa: E402
-
-INSTRUMENTS = (128, 33, 0)  # canonical order: drums (track 0), bass (1), piano (2)
-PIANO = 2
 
 
 def val_songs(processed: Path, n: int, seed: int) -> list:
@@ -60,27 +56,25 @@ def first_bars_within(song, max_tokens: int):
     return first_bars(song, k)
 
 
-def control_runs(model, vocab, bins, n: int, bars: int, seed: int) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    script = from_scratch(vocab, INSTRUMENTS)
-    requests, texts = [], []
-    for _ in range(n):
-        d, p = int(rng.integers(5)), int(rng.integers(5))
-        requests.append({(PIANO + 1, b): {"density": d, "polyphony": p} for b in range(bars)})
-        span = f"{PIANO}:0-{bars - 1}"
-        texts.append(((f"{span}={LEVELS[d]}",), (f"{span}={LEVELS[p]}",)))
+def steering_rows(report: dict) -> list[dict]:
+    """One printable row per (kind, level) of a steering report, then its totals."""
     rows = []
-    for name, forced in (("with controls", True), ("no-control baseline", False)):
-        songs = []
-        for k, (dens, poly) in enumerate(texts):
-            cond = Conditions(n_bars=bars, max_tokens=160 * bars,
-                              density=dens if forced else None,
-                              polyphony=poly if forced else None)
-            req = Request(script, cond, SamplingConfig(seed=seed + k))
-            songs += generate(model, vocab, req)
-        share = adherence(songs, requests, vocab, bins)
-        rows.append({"run": name, "samples": n, "density_match": share["density"],
-                     "polyphony_match": share["polyphony"]})
+    for kind, r in report.items():
+        for level, v in r["levels"].items():
+            rows.append({"control": kind, "level": level, "bars": v["bars"],
+                         "mean_value": v["mean"], "median": v["quartiles"][1],
+                         "empty": v["empty_share"], "exact": v["exact"]["share"],
+                         "within_1": v["within_one"]["share"],
+                         "base_exact": v["baseline_exact"]["share"],
+                         "base_within_1": v["baseline_within_one"]["share"]})
+        c = r["contrast"]
+        rows.append({"control": kind, "level": "all", "bars": r["bars"],
+                     "mean_value": float("nan"), "median": float("nan"),
+                     "empty": float("nan"), "exact": r["exact"]["share"],
+                     "within_1": r["within_one"]["share"], "base_exact": float("nan"),
+                     "base_within_1": float("nan"), "rho": r["spearman_rho"],
+                     "bits_saved_changed": c["changed"]["bits_saved_per_bar"],
+                     "bits_saved_stayed": c["stayed"]["bits_saved_per_bar"]})
     return rows
 
 
@@ -88,9 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--processed", type=Path, required=True)
-    ap.add_argument("--songs", type=int, default=6)
-    ap.add_argument("--samples", type=int, default=8)
-    ap.add_argument("--bars", type=int, default=4)
+    ap.add_argument("--songs", type=int, default=16, help="val songs (16 x 4 bars = 64 bars "
+                    "per control level)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -103,8 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     quality = infill_quality(model, val_songs(args.processed, args.songs, args.seed), vocab,
                              args.seed)
     print_table([quality], list(quality))
-    controls = control_runs(model, vocab, bins, args.samples, args.bars, args.seed)
-    print_table(controls, ["run", "samples", "density_match", "polyphony_match"])
+    report = steering_report(model, vocab, bins, val_songs(args.processed, args.songs,
+                                                           args.seed), seed=args.seed)
+    rows = steering_rows(report)
+    print_table(rows, list(rows[-1]))
     index = build_index(args.processed, "val")
     reader = ShardReader(index)
     windows = [first_bars_within(reader.song(i), 1024)
@@ -112,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     gap = fill_metric_gap(model, windows, vocab, args.seed)
     print_table([{"metric": k, **v} for k, v in gap.items()], ["metric", "real", "filled", "gap"])
     if args.json:
-        write_json(args.json, {"infill": quality, "controls": controls, "metric_gap": gap,
+        write_json(args.json, {"infill": quality, "steering": report, "metric_gap": gap,
                                "checkpoint": str(args.checkpoint)})
 
 

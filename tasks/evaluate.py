@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> None:
         params = load_params(args.params)
+        kinds = [k for k in ("density", "polyphony") if getattr(params.generate, k)]
         metrics = run_evaluate(args.checkpoint, args.processed, args.samples, args.out,
-                               params.evaluate)
+                               params.evaluate, steering=kinds)
         print(EvalSummary.of(metrics).line())
 
     run_cli(run)

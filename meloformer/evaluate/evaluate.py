@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from meloformer.data.controls import read_control_bins
 from meloformer.data.crop import crop
 from meloformer.data.meta import meta_path, read_pitch_ranges
 from meloformer.data.shards import ShardReader, build_index
@@ -20,6 +21,7 @@ from meloformer.evaluate.loss import family_loss
 from meloformer.evaluate.memorisation import memorised_share, train_span_keys
 from meloformer.evaluate.metrics import SONG_METRICS, Piece, PitchRanges, out_of_range_share
 from meloformer.evaluate.similarity import similarity_curve, similarity_error
+from meloformer.evaluate.steering import steering_report
 from meloformer.generate import read_sample_ids
 from meloformer.hid.decode import parse_tokens
 from meloformer.hid.score import Score
@@ -27,6 +29,8 @@ from meloformer.hid.song import Encoding
 from meloformer.hid.vocab import Vocab
 from meloformer.io import write_json
 from meloformer.train import check_corpus, load_trained
+
+STEERING_SONGS = 16  # val songs of the steering report: 16 spans x 4 bars = 64 bars a level
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ def cropped(songs: Sequence[Encoding], max_tokens: int, seed: int) -> list[Encod
 
 
 def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
-             cfg: EvaluateConfig) -> dict:
+             cfg: EvaluateConfig, steering: Sequence[str] = ()) -> dict:
     """Write <out>/eval.json (DVC metrics) and <out>/plots/*.json (DVC plots).
 
     Args:
@@ -124,6 +128,9 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
         processed: the preprocessed data dir (shards with a val split).
         samples: the generate stage's output dir (sample-*.json).
         out: the metrics dir.
+        steering: control kinds ("density", "polyphony") whose steering report
+            (evaluate/steering.py) goes into eval.json; the pipeline asks for the kinds
+            generate.density / generate.polyphony use.
 
     Returns:
         The metrics written to eval.json (per-sample end and range metrics go to
@@ -147,10 +154,22 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
     metrics = {"loss": loss, "music": music, "n_real": len(real), "n_generated": len(generated),
                "memorised": memorised_share(generated, train_span_keys(processed, vocab)),
                "continuation": continuation_metrics(generated, [prompt_bars(p) for p in files])}
+    if steering:
+        metrics["steering"] = _steering(model, vocab, processed, songs, steering, cfg.seed)
     write_json(Path(out) / "eval.json", _finite(metrics))
     write_json(Path(out) / "samples.json", _finite(per_sample(files, generated, vocab, ranges)))
     write_plots(Path(out) / "plots", loss, curves)
     return metrics
+
+
+def _steering(model, vocab: Vocab, processed: Path, songs: Sequence[Encoding],
+              kinds: Sequence[str], seed: int) -> dict:
+    """The steering report on up to STEERING_SONGS val songs (1024-token windows)."""
+    bins = read_control_bins(meta_path(processed))
+    if bins is None:
+        raise ValueError(f"{meta_path(processed)}: no control_bins: rerun preprocess")
+    windows = cropped(songs[:STEERING_SONGS], 1024, seed)
+    return steering_report(model, vocab, bins, windows, kinds, seed=seed)
 
 
 def prompt_bars(sample: Path) -> int | None:

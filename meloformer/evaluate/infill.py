@@ -6,9 +6,7 @@ and controls").
   plan every note sees) and the span's own track holding only the span (its other bars empty,
   every other track gone). The same tokens are scored both ways: the span's POS, VEL, PITCH
   and DUR tokens; bits / the span's notes. The context must help: (a) < (b).
-- Control adherence: for each requested (track, bar, kind, bin), whether the bar as written
-  realises that bin (hid.controls.realised); the share over all requests, beside the share of
-  a no-control baseline (the same requests checked against samples drawn without them).
+- Control steering: evaluate/steering.py (paired seeds, per level, against a baseline).
 - Music-metric gap: the metrics of the spans the model fills against the real spans'.
 """
 
@@ -34,7 +32,6 @@ from meloformer.generate.conditions import Conditions
 from meloformer.generate.generate import Request, generate
 from meloformer.generate.sampling import SamplingConfig
 from meloformer.generate.script import infill
-from meloformer.hid.controls import ControlBins, realised
 from meloformer.hid.decode import parse_tokens
 from meloformer.hid.infill import Span, fill_mask, infill_layout, random_span, restore
 from meloformer.hid.score import Score
@@ -44,6 +41,7 @@ from meloformer.model.batch import Batch
 from meloformer.model.transformer import MeloFormer
 
 EVAL_SPAN_BARS = 4  # spans scored by evaluation: 1..4 bars
+FILL_TOP_P = 0.95  # fill_metric_gap samples as generate's default does
 
 SCORED = (Family.POSITION, Family.VELOCITY, Family.PITCH, Family.DURATION)
 
@@ -128,29 +126,6 @@ def infill_quality(model: MeloFormer, songs: Sequence[Encoding], vocab: Vocab,
     }
 
 
-def adherence(songs: Sequence[Encoding], requests: Sequence[dict], vocab: Vocab,
-              bins: ControlBins) -> dict[str, float]:
-    """Share of requested (track, bar) bins that the songs realise, per kind.
-
-    Args:
-        songs: plain-layout songs (control tokens, if any, are ignored).
-        requests: per song, {(hid track, bar): {"density": bin, "polyphony": bin}}.
-    """
-    hits = {"density": [], "polyphony": []}
-    for song, req in zip(songs, requests, strict=True):
-        keep = ~np.isin(song.type, (Family.DENSITY, Family.POLYPHONY))
-        plain = Encoding(**{n: getattr(song, n)[keep] for n in ("ids", *META_FIELDS)},
-                         n_bars=song.n_bars, n_tracks=song.n_tracks, n_notes=song.n_notes)
-        got = realised(plain, vocab, bins)
-        where = {(int(t), int(b)): k for k, (t, b) in enumerate(zip(got["track"], got["bar"],
-                                                                   strict=True))}
-        for cell, wanted in req.items():
-            for kind, value in wanted.items():
-                k = where.get(cell)
-                hits[kind].append(k is not None and int(got[kind][k]) == value)
-    return {kind: float(np.mean(h)) if h else float("nan") for kind, h in hits.items()}
-
-
 SPAN_METRICS = {
     "pitch_class_entropy": pitch_class_entropy,
     "scale_consistency": scale_consistency,
@@ -178,7 +153,8 @@ def fill_metric_gap(model: MeloFormer, songs: Sequence[Encoding], vocab: Vocab,
                     seed: int = 0) -> dict:
     """The music metrics of the spans the model fills against the real spans: one random
     span per song (songs with EOS: whole songs or first_bars windows), filled by sampling
-    (top-p 0.95); per metric the mean over real spans, over filled spans, and |gap|."""
+    (top-p FILL_TOP_P = 0.95, generate's default); per metric the mean over real spans,
+    over filled spans, and |gap|."""
     rng = np.random.default_rng(seed)
     real, filled = {k: [] for k in SPAN_METRICS}, {k: [] for k in SPAN_METRICS}
     for k, song in enumerate(songs):
@@ -188,7 +164,7 @@ def fill_metric_gap(model: MeloFormer, songs: Sequence[Encoding], vocab: Vocab,
         n_bars = span.last - span.first + 1
         req = Request(infill(vocab, song, [span]),
                       Conditions(max_tokens=len(song) + 2 * n_bars + 256),
-                      SamplingConfig(seed=seed + k))
+                      SamplingConfig(top_p=FILL_TOP_P, seed=seed + k))
         (out,) = generate(model, vocab, req)
         for store, ids in ((real, song.ids), (filled, restore(out, vocab).ids)):
             piece = span_piece(parse_tokens(ids, vocab), span, vocab)
