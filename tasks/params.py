@@ -105,9 +105,12 @@ class Params:
             raise ValueError(f"preset: must be null or one of {sorted(PRESETS)}, "
                              f"got {self.preset!r}")
         try:
-            self.train_config()
+            cfg = self.train_config()
         except ValueError as e:
             raise ValueError(f"train.{e}") from e
+        if cfg.init_from and not Path(cfg.init_from).is_file():
+            raise ValueError(f"train.init_from: no checkpoint at {cfg.init_from!r} (null "
+                             "trains from scratch)")
 
     def train_config(self) -> TrainConfig:
         """The TrainConfig that runs: defaults < preset < the keys written in `train:`."""

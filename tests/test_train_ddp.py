@@ -18,7 +18,8 @@ MODEL = ["--model", "n_layer=1", "--model", "n_embd=64", "--model", "n_head=2",
 def _args(data, out, batch):
     return ["--data_dir", str(data), "--output_dir", str(out), "--preset", "cpu",
             "--max_seq_len", "512", "--batch_size", str(batch), "--max_steps", "4",
-            "--warmup_steps", "1", "--learning_rate", "0.003", "--device", "cpu", *MODEL]
+            "--warmup_steps", "1", "--learning_rate", "0.003", "--device", "cpu",
+            "--precision", "fp32", "--no-compile", *MODEL]
 
 
 def test_two_ranks_match_one_process_at_the_same_global_batch(tmp_path):

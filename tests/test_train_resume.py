@@ -26,7 +26,7 @@ def _args(data, out):
             "--max_seq_len", "256", "--batch_size", "2", "--max_steps", str(STEPS),
             "--phase2_step", "3", "--phase3_step", "5", "--save_every", "1",
             "--warmup_steps", "3", "--chunk_songs", "3", "--epochs", "20", "--device", "cpu",
-            *MODEL]
+            "--precision", "fp32", "--no-compile", *MODEL]
 
 
 def _step_of(path):

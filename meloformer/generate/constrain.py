@@ -139,10 +139,10 @@ class Controller:
             out[control] = True
             return out
         m[self._controls] = False  # controls are written only where asked for
-        if self.rules.openers is not None:  # no track of a program the data never had
+        keep = m[part.end] if part.end is not None else False
+        if self.rules.openers is not None:  # no new track of a program the data never had
             m &= ~self._track_openers | self._allowed_openers
-        if part.end is not None:  # the run may only close with its end token
-            keep = m[part.end]
+        if part.end is not None:  # the run may only close with its end token (a given track)
             m[self._ends] = False
             m[part.end] = keep
         if part.sealed and self.k == 0:  # keep the forced bar as given

@@ -135,6 +135,11 @@ def train(
     torch.manual_seed(cfg.seed)
     if ckpt is None and cfg.init_from:
         model = _pretrained(Path(cfg.init_from), vocab, dev)
+        if model_config_dict(model.cfg) != model_config_dict(model_cfg):
+            note = "; ".join(filter(None, [note, (
+                f"fine-tuning {cfg.init_from}: its architecture runs ({model.cfg.n_layer} "
+                "layers); model_size and model: apply to runs from scratch "
+                "(train.init_from null)")]))
     else:
         model = MeloFormer(model_cfg).to(dev)
     metrics_dir = Path(metrics_dir) if metrics_dir else Path(out_dir) / "metrics"
