@@ -721,6 +721,10 @@ def eval_dir_curve(bench: Bench, name: str, seed: int, steps: list[int]) -> list
         model = bench.model(name, seed)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
         curve.append({"step": step, **bench.evaluate(model, name)})
+    if not curve:  # nothing trained under --out: one line, not a traceback further on
+        raise SystemExit(f"error: no trained run {bench.out / f'{name}-s{seed}'} (step-N.pt "
+                         f"for steps {steps}): train first, without --eval-dir, with the "
+                         "same --out")
     return curve
 
 
