@@ -100,7 +100,12 @@ def test_list_file_relative_to_itself_with_comments_and_missing_entries(tmp_path
     manifest, summary = find_midi([listing], DiscoverConfig(), base=tmp_path)
     assert manifest["path"].tolist() == ["data/a.mid", "data/b.mid"]
     assert [p for p, _ in summary.unreadable] == ["data/gone.mid"]
-    assert "FileNotFoundError" in summary.unreadable[0][1]
+    where = str((tmp_path / "data" / "gone.mid").resolve())
+    assert summary.unreadable[0][1] == f"no such file (looked for {where})"
+    # The summary line names the first one and where it was looked for ("1 unreadable" said
+    # nothing when a list file's relative entries pointed nowhere).
+    assert f"1 unreadable (first: data/gone.mid: no such file (looked for {where})" in \
+        summary.line()
 
 
 def test_paths_outside_base_stay_absolute(tmp_path):

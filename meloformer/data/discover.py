@@ -56,10 +56,12 @@ class DiscoverSummary:
     def line(self) -> str:
         """One human-readable summary line."""
         per_split = ", ".join(f"{k} {v}" for k, v in self.splits.items())
-        return (
-            f"discover: {self.found} files, {self.unique} unique ({per_split}), "
-            f"{self.duplicates} duplicates, {len(self.unreadable)} unreadable"
-        )
+        line = (f"discover: {self.found} files, {self.unique} unique ({per_split}), "
+                f"{self.duplicates} duplicates, {len(self.unreadable)} unreadable")
+        if self.unreadable:  # name the first, so a wrong list-file base shows at once
+            path, reason = self.unreadable[0]
+            line += f" (first: {path}: {reason}; all in discover.json)"
+        return line
 
 
 def has_midi_extension(name: str, cfg: DiscoverConfig) -> bool:
@@ -177,6 +179,8 @@ def _try_hash(path: Path) -> tuple[int, str]:
     """hash_file, with a read error turned into (-1, message) so one bad file stops nothing."""
     try:
         return hash_file(path)
+    except FileNotFoundError:  # e.g. a list file's relative entry: say where it was looked for
+        return -1, f"no such file (looked for {Path(path).resolve()})"
     except OSError as e:
         return -1, f"{type(e).__name__}: {e.strerror or e}"
 
