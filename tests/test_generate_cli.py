@@ -91,3 +91,11 @@ def test_generate_task_writes_samples(checkpoint, tmp_path):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint"):
         main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_bars_flag_is_named_when_wrong(checkpoint, tmp_path, capsys, value):
+    """`--bars 0` used to answer "n_bars 0 outside 1..4096", naming no flag."""
+    with pytest.raises(SystemExit) as exc:
+        main(["--checkpoint", str(checkpoint), "--out", str(tmp_path), "--bars", value])
+    assert exc.value.code == 2 and "--bars" in capsys.readouterr().err

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "the song's canonical track order; repeatable)")
     cond = ap.add_argument_group("conditions")
     cond.add_argument("--instruments", type=_programs, help="e.g. 128,33,0 (from scratch)")
-    cond.add_argument("--bars", type=int, default=16)
+    cond.add_argument("--bars", type=_bars, default=16, help="bars of the song (1..4096)")
     cond.add_argument("--time-signature", help="e.g. 3/4")
     cond.add_argument("--tempo", type=float, help="BPM")
     cond.add_argument("--chords", type=lambda s: tuple(s.split(",")), help="e.g. Cmaj,Amin")
@@ -81,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="autocast of decoding: auto = bf16 on CUDA, fp32 on CPU")
     ap.add_argument("--compile", action="store_true", help="compile the decode step (GPU)")
     return ap
+
+
+def _bars(text: str) -> int:
+    """--bars: a positive whole number (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
