@@ -119,6 +119,11 @@ def test_hang_stuck_and_crash_lose_only_their_file(tmp_path):
     assert rejects["stuck"][0] == "timeout" and "killed" in rejects["stuck"][1]
     assert rejects["crash"][0] == "crash" and "SIGSEGV" in rejects["crash"][1]
     assert not list((tmp_path / "out").rglob(f"*{TMP_SUFFIX}"))
+    # The summary names the rejected files and where the full list is.
+    lines = summary.line().splitlines()
+    named = [x for x in lines if x.startswith("  rejected ")]
+    assert len(named) == 3 and any("crash-" in x and "SIGSEGV" in x for x in named)
+    assert lines[-1] == "  ... all 3 in rejects.parquet"
 
 
 def test_file_changed_after_discover_is_rejected(tmp_path):

@@ -68,6 +68,9 @@ __all__ = [
 ]
 
 
+FIRST_REJECTS = 5  # rejected files named in the summary
+
+
 @dataclass(frozen=True)
 class PreprocessSummary:
     """Totals of a preprocessed corpus (meta.json has them too) and of this run.
@@ -91,9 +94,11 @@ class PreprocessSummary:
     encoded: int = 0
     encoded_notes: int = 0
     seconds: float = 0.0
+    first_rejects: tuple[tuple[str, str], ...] = ()
+    """(path, reason) of the first rejected files (all of them are in rejects.parquet)."""
 
     def line(self) -> str:
-        """The one-line summary printed at the end of a run."""
+        """The summary printed at the end of a run: one line, then the first rejects."""
         why = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected_by_error.items()))
         rate = max(self.seconds, 1e-9)
         return (
@@ -102,7 +107,8 @@ class PreprocessSummary:
             f"{self.shards} shards ({self.built} built, {self.shards - self.built} reused) in "
             f"{self.seconds:.1f} s ({self.encoded / rate:.1f} files/s, "
             f"{self.encoded_notes / rate:,.0f} notes/s)"
-        )
+        ) + "".join(f"\n  rejected {path}: {why}" for path, why in self.first_rejects) + (
+            f"\n  ... all {self.rejected} in {REJECTS_FILE}" if self.rejected else "")
 
 
 def codec_fingerprint() -> str:
@@ -213,7 +219,15 @@ def finalize(manifest_path: Path, out_dir: Path, cfg: PreprocessConfig) -> Prepr
         notes=totals["notes"],
         rejected_by_error=meta["rejected_by_error"],
         shards=len(tasks),
+        first_rejects=first_rejects(all_rejects),
     )
+
+
+def first_rejects(rejects: pa.Table, n: int = FIRST_REJECTS) -> tuple[tuple[str, str], ...]:
+    """(path, "error: message") of the first `n` rejected files, by path."""
+    rows = sorted(zip(rejects.column("path").to_pylist(), rejects.column("error").to_pylist(),
+                      rejects.column("message").to_pylist(), strict=True))[:n]
+    return tuple((path, f"{error}: {message}") for path, error, message in rows)
 
 
 def preprocess(
