@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (0 = torch default)")
     ap.add_argument("--compile", action="store_true", help="compile the decode step (GPU)")
+    ap.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
+                    help="also render each sample to .ogg (General MIDI)")
     return ap
 
 
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         threads=args.threads, compile=args.compile,
         infill=tuple(args.infill) if args.infill else None,
         density=tuple(args.density) if args.density else None,
-        polyphony=tuple(args.polyphony) if args.polyphony else None,
+        polyphony=tuple(args.polyphony) if args.polyphony else None, audio=args.audio,
     )
     written = run_cli(lambda: run_generate(
         args.checkpoint, args.out, cfg, prompt=args.prompt, prompt_bars=args.prompt_bars,

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from meloformer.device import resolve_device
+from meloformer.generate.audio import attach_audio
 from meloformer.generate.conditions import Conditions, parse_control
 from meloformer.generate.generate import Request, generate
 from meloformer.generate.output import write_sample
@@ -61,6 +62,8 @@ class GenerateConfig:
     """Per-bar note-density controls, "TRACK:FIRST-LAST=LEVEL" (e.g. "2:9-12=high")."""
     polyphony: tuple[str, ...] | None = None
     """Per-bar polyphony controls, the same form."""
+    audio: bool = True
+    """Also render each sample to <stem>.ogg (General MIDI, meloformer.audio)."""
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or (self.max_tokens or 8) < 8 or self.threads < 0:
@@ -119,8 +122,8 @@ def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
 
 def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, **mode
                  ) -> list[dict[str, Path]]:
-    """Generate cfg.n_samples songs from a checkpoint into out_dir (sample-000.mid/.png/.json),
-    in the vocabulary stored in the checkpoint.
+    """Generate cfg.n_samples songs from a checkpoint into out_dir (sample-000.mid/.png/.json,
+    and .ogg when cfg.audio), in the vocabulary stored in the checkpoint.
 
     Args:
         mode: build_script's keyword arguments (prompt, prompt_bars, add_program, new_tracks).
@@ -141,6 +144,7 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig, **mode
     if spans:  # write the songs in plain layout, the fills back in their bars
         songs = [restore(s, vocab) for s in songs]
     marks = [(s.track, s.first, s.last) for s in spans]
-    return [write_sample(s, vocab, out_dir, f"sample-{i:03d}", {**info, "index": i},
-                         marks=marks)
-            for i, s in enumerate(songs)]
+    written = [write_sample(s, vocab, out_dir, f"sample-{i:03d}", {**info, "index": i},
+                            marks=marks)
+               for i, s in enumerate(songs)]
+    return [attach_audio(paths) for paths in written] if cfg.audio else written
