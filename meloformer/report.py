@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,12 @@ def build_page(samples: Path, metrics: dict | None, per_sample: list[dict], out:
                f"<h1>MeloFormer samples</h1><h2>Evaluation</h2>{top}"
                f"<h2>{len(files)} samples</h2>{cards}</body></html>\n")
     return Path(out)
+
+
+def copy_rolls(samples: Path, folder: Path) -> list[Path]:
+    """Copy the samples' piano rolls (sample-*.png) into `folder`, emptied first (a run with
+    fewer samples leaves none of an earlier run's behind). Returns the copies."""
+    if Path(folder).exists():
+        shutil.rmtree(folder)
+    Path(folder).mkdir(parents=True)
+    return [Path(shutil.copy2(png, folder)) for png in sorted(Path(samples).glob("sample-*.png"))]

@@ -1,5 +1,6 @@
 """Stage report: the listening page (data/report/index.html) over the samples and the eval
-metrics; the page links the samples' piano rolls and audio relatively."""
+metrics (it links the samples' piano rolls and audio relatively), and copies of the piano rolls
+in data/report/rolls/ (dvc image plots)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from prefect import task
 
-from meloformer.report import build_page
+from meloformer.report import build_page, copy_rolls
 from tasks.cli import run_cli
 
 
@@ -20,7 +21,9 @@ def read_json(path: Path, default):
 
 @task
 def report(samples: Path, metrics: Path, out: Path) -> Path:
-    """Write `out` (the page) from samples/ and metrics/eval.json + samples.json."""
+    """Write `out` (the page) from samples/ and metrics/eval.json + samples.json, and the
+    piano-roll copies in <out's folder>/rolls."""
+    copy_rolls(samples, Path(out).parent / "rolls")
     return build_page(samples, read_json(metrics / "eval.json", None),
                       read_json(metrics / "samples.json", []), out)
 

@@ -85,6 +85,13 @@ def test_metrics_on_top_then_a_card_per_sample(page):
     assert "http" not in html  # self-contained: nothing fetched from anywhere
 
 
+def test_the_piano_rolls_are_copied_for_dvc_plots(page):
+    rolls = sorted(p.name for p in (page.parent / "rolls").iterdir())
+    assert rolls == [f"{stem}.png" for stem in SAMPLES]
+    assert (page.parent / "rolls" / "sample-000.png").read_bytes() == (
+        page.parents[1] / "samples" / "sample-000.png").read_bytes()
+
+
 def test_samples_without_audio_say_why(page):
     html = page.read_text()
     reasons = {"sample-001": "no audio: no notes: nothing to render",
