@@ -52,9 +52,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         found = rows(files, Path(tmp) / "out.ogg")
     speed, size = [r[2] for r in found], [r[3] for r in found]
-    print(f"{len(found)} files; per 16 bars at 120 bpm: render median {statistics.median(speed):.2f}"
-          f" s, worst {max(speed):.2f} s; size median {statistics.median(size):.0f} KiB, worst "
-          f"{max(size):.0f} KiB; load average {os.getloadavg()[0]:.2f}")
+    print(f"{len(found)} files; per 16 bars at 120 bpm: render median "
+          f"{statistics.median(speed):.2f} s, worst {max(speed):.2f} s; size median "
+          f"{statistics.median(size):.0f} KiB, worst {max(size):.0f} KiB; "
+          f"load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,18 @@ def table(rows: list[tuple[str, Any]], head: tuple[str, str]) -> str:
     return f"<table><tr><th>{head[0]}</th><th>{head[1]}</th></tr>{cells}</table>"
 
 
+HEADLINE = ("loss.loss", "loss.perplexity", "loss.bits_per_note", "music.similarity_error",
+            "n_real", "n_generated")
+
+
+def metrics_html(metrics: dict) -> str:
+    """The headline metrics, then every number of eval.json behind a disclosure."""
+    rows = metric_rows(metrics)
+    head = [(k, v) for k, v in rows if k in HEADLINE]
+    return (table(head, ("metric", "value")) + f"<details><summary>all {len(rows)} metrics"
+            f"</summary>{table(rows, ('metric', 'value'))}</details>")
+
+
 def mode_of(record: dict) -> str:
     """The generation mode of a sample JSON (from scratch, continue, add track, infill)."""
     config, mode = record.get("config", {}), record.get("mode", {})
@@ -128,13 +140,12 @@ def build_page(samples: Path, metrics: dict | None, per_sample: list[dict], out:
     href = os.path.relpath(samples, Path(out).parent).replace(os.sep, "/") + "/"
     by_name = {row["sample"]: row for row in per_sample}
     files = sorted(Path(samples).glob("sample-*.json"))
-    top = (table(metric_rows(metrics), ("metric", "value")) if metrics
-           else "<p>no evaluation metrics yet</p>")
+    top = metrics_html(metrics) if metrics else "<p>no evaluation metrics yet</p>"
     cards = "".join(card(p, href, by_name.get(p.name, {})) for p in files)
     write_text(Path(out), "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
                f"<title>MeloFormer samples</title><style>{CSS}</style></head><body>"
                f"<h1>MeloFormer samples</h1><h2>Evaluation</h2>{top}"
-               f"<h2>{len(files)} samples</h2>{cards}</body></html>\n")
+               f"<h2>Samples ({len(files)})</h2>{cards}</body></html>\n")
     return Path(out)
 
 
