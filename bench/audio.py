@@ -47,12 +47,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("folders", nargs="*", type=Path, default=[Path("data/raw/sample")])
     ap.add_argument("--max-files", type=int, default=20)
+    ap.add_argument("--min-seconds", type=float, default=BARS_16_AT_120,
+                    help="the second summary keeps files at least this long")
     args = ap.parse_args()
     files = sorted(p for f in args.folders for p in f.rglob("*.mid"))[: args.max_files]
     with tempfile.TemporaryDirectory() as tmp:
         found = rows(files, Path(tmp) / "out.ogg")
+    summary("all files", found)
+    # a file of a few seconds scaled to 32 s multiplies its fixed cost (process start of the
+    # encoder, SoundFont load, fsync) and any scheduling hiccup by 10 or more
+    summary(f"files of {args.min_seconds:.0f} s or more",
+            [r for r in found if r[1] >= args.min_seconds])
+
+
+def summary(what: str, found: list[tuple[str, float, float, float]]) -> None:
+    """Median and worst of the scaled figures, with the load average."""
+    if not found:
+        return
     speed, size = [r[2] for r in found], [r[3] for r in found]
-    print(f"{len(found)} files; per 16 bars at 120 bpm: render median "
+    print(f"{what} ({len(found)}): per 16 bars at 120 bpm: render median "
           f"{statistics.median(speed):.2f} s, worst {max(speed):.2f} s; size median "
           f"{statistics.median(size):.0f} KiB, worst {max(size):.0f} KiB; "
           f"load average {os.getloadavg()[0]:.2f}")
