@@ -176,14 +176,17 @@ def render_midi(path: Path, out: Path, max_seconds: float = MAX_SECONDS) -> Rend
     start = time.perf_counter()
     midi, seconds = read_midi(Path(path), max_seconds)
     synth = new_synth()
-    with atomic_path(Path(out)) as tmp, soundfile.SoundFile(
-            tmp, "w", SAMPLE_RATE, 2, format="OGG", subtype="VORBIS",
-            compression_level=1.0 - QUALITY) as sink:
-        tape = Tape(synth, sink)
-        for t, msg in timed_messages(midi):
-            tape.advance_to(round(t * SAMPLE_RATE))
-            send(synth, msg)
-        tape.advance_to(round((seconds + TAIL_S) * SAMPLE_RATE))
-        tape.flush()
+    try:
+        with atomic_path(Path(out)) as tmp, soundfile.SoundFile(
+                tmp, "w", SAMPLE_RATE, 2, format="OGG", subtype="VORBIS",
+                compression_level=1.0 - QUALITY) as sink:
+            tape = Tape(synth, sink)
+            for t, msg in timed_messages(midi):
+                tape.advance_to(round(t * SAMPLE_RATE))
+                send(synth, msg)
+            tape.advance_to(round((seconds + TAIL_S) * SAMPLE_RATE))
+            tape.flush()
+    except soundfile.LibsndfileError as e:  # e.g. an unwritable folder
+        raise AudioError(out, f"cannot write the audio ({e})") from e
     return Rendered(Path(out), tape.frames / SAMPLE_RATE, seconds,
                     time.perf_counter() - start, Path(out).stat().st_size)

@@ -96,7 +96,12 @@ def test_bad_songs_are_refused_with_a_reason_naming_the_file(tmp_path, make, err
     assert not list(tmp_path.glob("bad.ogg*"))  # no audio, no temp file left
 
 
-@pytest.mark.parametrize("make", [no_notes, thirty_minutes])
+def not_midi(path):
+    path.write_bytes(b"RIFF....WAVEfmt ")
+    return path
+
+
+@pytest.mark.parametrize("make", [no_notes, thirty_minutes, not_midi])
 def test_the_render_command_refuses_with_one_error_line(tmp_path, capsys, make):
     mid = make(tmp_path / "bad.mid")
     with pytest.raises(SystemExit) as e:
@@ -111,3 +116,4 @@ def test_the_render_command_renders_any_midi(tmp_path, capsys, fixture_midis):
     assert hid_main(["render", str(fixture_midis[0]), "-o", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     assert soundfile.info(out).duration > TAIL_S
+
