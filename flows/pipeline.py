@@ -1,4 +1,5 @@
-"""Flow pipeline: data -> training -> generate -> evaluate, writing exactly the dvc.yaml outs.
+"""Flow pipeline: data -> training -> generate -> evaluate -> report, writing exactly the
+dvc.yaml outs, and publishing the run's Prefect artifacts (tasks/artifacts.py).
 
     python -m flows.pipeline                              # one run, on params.yaml
     python -m flows.pipeline --serve --cron "0 3 * * *"   # a scheduled deployment (flow.serve)
@@ -22,10 +23,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.data import data
 from flows.training import training
+from tasks.artifacts import publish_report
 from tasks.cli import run_cli
 from tasks.evaluate import EvalSummary, evaluate
 from tasks.generate import generate
 from tasks.params import check_params, load_params
+from tasks.report import report
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,16 @@ class Paths:
     model: Path = Path("models/train")
     samples: Path = Path("data/samples")
     metrics: Path = Path("metrics")
+    report: Path = Path("data/report")
 
     @property
     def checkpoint(self) -> Path:
         return self.model / "checkpoints" / "last.pt"
+
+    @property
+    def page(self) -> Path:
+        """The report stage's listening page."""
+        return self.report / "index.html"
 
     @property
     def params_ok(self) -> Path:
@@ -74,10 +83,11 @@ def pipeline(params_file: Path = Path("params.yaml"), root: Path = Path(".")) ->
     gen = generate.with_options(**IO_RETRIES)
     gen(p.checkpoint, p.samples, params.generate)
     ev = evaluate.with_options(**IO_RETRIES)
-    summary = EvalSummary.of(ev(
-        p.checkpoint, p.processed, p.samples, p.metrics, params.evaluate
-    ))
+    metrics = ev(p.checkpoint, p.processed, p.samples, p.metrics, params.evaluate)
+    summary = EvalSummary.of(metrics)
     print(summary.line())
+    page = report.with_options(**IO_RETRIES)(p.samples, p.metrics, p.page)
+    publish_report(metrics, p.samples, page)
     return summary
 
 

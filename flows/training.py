@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from tasks.artifacts import TrainProgress
 from tasks.cli import run_cli
 from tasks.params import load_params
 from tasks.train import TrainSummary, configs, train
@@ -20,7 +21,8 @@ def training(params, data_dir: Path, out_dir: Path, metrics_dir: Path | None = N
     """Shards in `data_dir` -> checkpoint, logs and tb in `out_dir`; train.json and the loss
     curve in `metrics_dir` (default out_dir/metrics). Continues an interrupted run."""
     cfg, model_cfg = configs(params)
-    summary = train(cfg, model_cfg, data_dir, out_dir, device, metrics_dir=metrics_dir)
+    with TrainProgress(Path(out_dir) / "train.log"):  # a progress artifact while it runs
+        summary = train(cfg, model_cfg, data_dir, out_dir, device, metrics_dir=metrics_dir)
     print(summary.line())
     return summary
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from meloformer.audio import AudioError
 from meloformer.data.manifest import ManifestError
 from meloformer.data.pool import PreprocessError
 from meloformer.data.report import ValidationFailed
@@ -20,9 +21,9 @@ from meloformer.train.checkpoint import CheckpointError
 from meloformer.train.loop import Interrupted
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    CheckpointError, ConditionError, GenerationError, HIDError, ManifestError, ModeError,
-    PreprocessError, ShardError, ValidationFailed, FileNotFoundError, NotADirectoryError,
-    IsADirectoryError, PermissionError,
+    AudioError, CheckpointError, ConditionError, GenerationError, HIDError, ManifestError,
+    ModeError, PreprocessError, ShardError, ValidationFailed, FileNotFoundError,
+    NotADirectoryError, IsADirectoryError, PermissionError,
 )
 
 

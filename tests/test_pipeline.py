@@ -289,6 +289,9 @@ def test_a_served_deployment_runs_on_schedule_and_dvc_records_it(reprod, tmp_pat
                         server, serve)
         assert [r.state.type for r in done] == [StateType.COMPLETED], logs[1].read_text()
         assert done[0].auto_scheduled  # fired by the schedule, not by hand
+        listed = run_cmd(["prefect", "artifact", "ls"], root, {**env, "COLUMNS": "300"})
+        for key in ("meloformer-report", "meloformer-eval-metrics", "meloformer-train-progress"):
+            assert key in listed, listed
     finally:
         for proc in (serve, server):
             if proc is not None:
@@ -299,6 +302,48 @@ def test_a_served_deployment_runs_on_schedule_and_dvc_records_it(reprod, tmp_pat
     run_cmd([*DVC, "commit", "-f"], root, env)
     assert "Running stage" not in run_cmd([*DVC, "repro"], root, env)
     restore(root, env)
+
+
+@pytest.mark.slow
+def test_plots_diff_shows_two_runs_piano_rolls_side_by_side(reprod, tmp_path):
+    root, env = reprod
+    run_cmd([*DVC, "exp", "run", "-S", "generate.seed=1", "-n", "seed1"], root, env)
+    try:
+        shown = json.loads(run_cmd([*DVC, "plots", "diff", "HEAD", "seed1", "--json", "-o",
+                                    str(tmp_path / "plots"), "--targets", "data/report/rolls"],
+                                   root, env))
+    finally:
+        run_cmd([*DVC, "exp", "remove", "seed1"], root, env)
+        restore(root, env)
+    images = shown["data"]["data/report/rolls/sample-000.png"]
+    assert [(i["type"], i["revisions"]) for i in images] == [
+        ("image", ["HEAD"]), ("image", ["seed1"])]
+    first, second = (Path(i["url"]).read_bytes() for i in images)
+    assert first[:4] == b"\x89PNG" and first != second  # another seed, another sample
+
+
+@pytest.mark.slow
+def test_dvc_artifacts_get_fetches_the_checkpoint_from_a_clone(reprod, tmp_path):
+    """The README's commands: a DVC remote, a GTO version tag, then `dvc artifacts get`."""
+    root, env = reprod
+    run_cmd([*DVC, "remote", "add", "-d", "store", str(tmp_path / "store")], root, env)
+    run_cmd([*DVC, "push"], root, env)
+    run_cmd(["git", "commit", "-qam", "a remote"], root, env)
+    run_cmd(["gto", "register", "meloformer-model", "--version", "v0.1.0"], root, env)
+    try:
+        run_cmd(["git", "clone", "-q", str(root), str(tmp_path / "clone")], tmp_path, env)
+        run_cmd([*DVC, "artifacts", "get", str(tmp_path / "clone"), "meloformer-model", "-o",
+                 "got.pt"], tmp_path, env)
+    finally:
+        run_cmd(["git", "tag", "-d", "meloformer-model@v0.1.0"], root, env)
+        run_cmd(["git", "reset", "-q", "--hard", "HEAD~1"], root, env)
+        restore(root, env)
+    ckpt = root / "models" / "train" / "checkpoints" / "last.pt"
+    assert (tmp_path / "got.pt").read_bytes() == ckpt.read_bytes()
+    from dvc.repo import Repo
+
+    artifact = Repo(str(root)).artifacts.read()["dvc.yaml"]["meloformer-model"]
+    assert (artifact.type, artifact.labels) == ("model", ["size-small", "preset-None"])
 
 
 def test_serve_registers_a_scheduled_deployment(monkeypatch):

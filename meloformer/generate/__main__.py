@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="autocast of decoding: auto = bf16 on CUDA, fp32 on CPU")
     ap.add_argument("--compile", action="store_true", help="compile the decode step (GPU)")
+    ap.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
+                    help="also render each sample to .ogg (General MIDI)")
     return ap
 
 
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         threads=args.threads, compile=args.compile, precision=args.precision,
         infill=tuple(args.infill) if args.infill else None,
         density=tuple(args.density) if args.density else None,
-        polyphony=tuple(args.polyphony) if args.polyphony else None,
+        polyphony=tuple(args.polyphony) if args.polyphony else None, audio=args.audio,
     )
     written = run_cli(lambda: run_generate(
         args.checkpoint, args.out, cfg, report=print, prompt=args.prompt,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from meloformer.data.profile import CorpusProfile
 from meloformer.device import PRECISIONS, decode_dtype, resolve_device, use_cpu_threads
+from meloformer.generate.audio import attach_audio
 from meloformer.generate.conditions import (
     ConditionError,
     Conditions,
@@ -69,6 +70,8 @@ class GenerateConfig:
     """Per-bar note-density controls, "TRACK:FIRST-LAST=LEVEL" (e.g. "2:9-12=high")."""
     polyphony: tuple[str, ...] | None = None
     """Per-bar polyphony controls, the same form."""
+    audio: bool = True
+    """Also render each sample to <stem>.ogg (General MIDI, meloformer.audio)."""
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or (self.max_tokens or 8) < 8 or self.threads < 0:
@@ -167,8 +170,8 @@ def _text(value) -> str:
 def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
                  report: Callable[[str], None] | None = None, **mode
                  ) -> list[dict[str, Path]]:
-    """Generate cfg.n_samples songs from a checkpoint into out_dir (sample-000.mid/.png/.json),
-    in the vocabulary stored in the checkpoint.
+    """Generate cfg.n_samples songs from a checkpoint into out_dir (sample-000.mid/.png/.json,
+    and .ogg when cfg.audio), in the vocabulary stored in the checkpoint.
 
     Args:
         report: receives one line per choice made for the user (the from-scratch defaults).
@@ -197,6 +200,7 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
     if spans:  # write the songs in plain layout, the fills back in their bars
         songs = [restore(s, vocab) for s in songs]
     marks = [(s.track, s.first, s.last) for s in spans]
-    return [write_sample(s, vocab, out_dir, f"sample-{i:03d}", {**info, "index": i},
-                         marks=marks)
-            for i, s in enumerate(songs)]
+    written = [write_sample(s, vocab, out_dir, f"sample-{i:03d}", {**info, "index": i},
+                            marks=marks)
+               for i, s in enumerate(songs)]
+    return [attach_audio(paths) for paths in written] if cfg.audio else written

@@ -1,4 +1,5 @@
-"""`python -m meloformer.hid check|encode|decode`: the codec from the command line."""
+"""`python -m meloformer.hid check|encode|decode|render`: the codec from the command line
+(render: any MIDI to OGG audio through the General MIDI renderer, meloformer.audio)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from meloformer.audio import MAX_SECONDS, render_midi
 from meloformer.cli import NothingDone, run_cli
 from meloformer.hid.check import check_corpus, format_table
 from meloformer.hid.config import HIDConfig
@@ -63,6 +65,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    done = render_midi(Path(args.input), Path(args.output), args.max_seconds)
+    print(f"{args.input}: wrote {args.output} ({done.seconds:.1f} s audio for "
+          f"{done.midi_seconds:.1f} s of MIDI, {done.bytes / 1024:.0f} KiB, "
+          f"rendered in {done.render_s:.2f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m meloformer.hid", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -77,8 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("decode", help="tokens JSON -> MIDI")
     d.add_argument("input")
     d.add_argument("-o", "--output", required=True)
+    r = sub.add_parser("render", help="MIDI -> OGG Vorbis audio (General MIDI, 44.1 kHz)")
+    r.add_argument("input")
+    r.add_argument("-o", "--output", required=True)
+    r.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
+                   help="refuse longer songs (default %(default)s)")
     args = ap.parse_args(argv)
-    command = {"check": cmd_check, "encode": cmd_encode, "decode": cmd_decode}[args.cmd]
+    command = {"check": cmd_check, "encode": cmd_encode, "decode": cmd_decode,
+               "render": cmd_render}[args.cmd]
     return run_cli(lambda: command(args), json.JSONDecodeError, code=2)
 
 
