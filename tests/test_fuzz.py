@@ -1,0 +1,49 @@
+"""Fuzzing the codec: a bounded coverage-guided run (atheris) in CI, and every saved finding
+replayed (docs/fuzzing.md). Any input ends as tokens that decode or as a typed MidiError."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO
+
+FUZZ = REPO / "fuzz"
+FINDINGS = REPO / "tests" / "data" / "fuzz"
+SECONDS = int(os.environ.get("MELOFORMER_FUZZ_SECONDS", "30"))  # CI budget; docs give longer runs
+
+
+def fuzz_target():
+    """fuzz/target.py as a module (fuzz/ is a script folder, not a package)."""
+    spec = importlib.util.spec_from_file_location("fuzz_target", FUZZ / "target.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fuzz_codec_for_a_bounded_time(tmp_path):
+    if importlib.util.find_spec("atheris") is None:
+        pytest.skip("atheris is not installed (pip install -e '.[dev]')")
+    flags = [f"-dict={FUZZ / 'midi.dict'}", "-timeout=2", "-rss_limit_mb=512",
+             "-max_len=65536", f"-max_total_time={SECONDS}", "-seed=1",
+             f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get(
+        "PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(FUZZ / "fuzz_codec.py"), str(tmp_path / "corpus"),
+                           *flags], capture_output=True, text=True, env=env,
+                          timeout=SECONDS + 120)
+    found = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
+    assert done.returncode == 0 and not found, f"{found}\n{done.stderr[-4000:]}"
+    assert "stat::number_of_executed_units" in done.stderr
+
+
+@pytest.mark.parametrize("path", sorted(FINDINGS.glob("*")), ids=lambda p: p.name)
+def test_saved_fuzz_finding_ends_as_tokens_or_a_midi_error_fast(path):
+    check = fuzz_target().check
+    start = time.perf_counter()
+    check(path.read_bytes())
+    assert time.perf_counter() - start < 2.0
