@@ -15,6 +15,9 @@ from conftest import REPO
 FUZZ = REPO / "fuzz"
 FINDINGS = REPO / "tests" / "data" / "fuzz"
 SECONDS = int(os.environ.get("MELOFORMER_FUZZ_SECONDS", "30"))  # CI budget; docs give longer runs
+# Per-input wall-clock limit. 2 s is the contract; raise it only on a machine where this process
+# is starved of CPU (libFuzzer measures wall time), and say so.
+TIMEOUT = int(os.environ.get("MELOFORMER_FUZZ_TIMEOUT", "2"))
 
 
 def fuzz_target():
@@ -28,7 +31,7 @@ def fuzz_target():
 def test_fuzz_codec_for_a_bounded_time(tmp_path):
     if importlib.util.find_spec("atheris") is None:
         pytest.skip("atheris is not installed (pip install -e '.[dev]')")
-    flags = [f"-dict={FUZZ / 'midi.dict'}", "-timeout=2", "-rss_limit_mb=512",
+    flags = [f"-dict={FUZZ / 'midi.dict'}", f"-timeout={TIMEOUT}", "-rss_limit_mb=512",
              "-max_len=65536", f"-max_total_time={SECONDS}", "-seed=1",
              f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get(
