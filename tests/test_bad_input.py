@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from conftest import corpus_index
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_smf import mido_notes
 
 from meloformer.hid import HIDConfig, MidiError, MidiParseError, MidiTooLarge
 from meloformer.hid.encode import encode_bytes, encode_file
+from meloformer.hid.smf import read_smf
 
 
 def test_corrupt_fixture_names_path_and_reason(fixture_midis):
@@ -23,11 +27,20 @@ def test_missing_file_is_a_midi_error(tmp_path):
         encode_file(tmp_path / "nope.mid")
 
 
+# "Broken" for a strict reader only: running status after a meta event, which mido and this
+# reader accept (smf.read_smf explains why); its notes must then be mido's.
+LENIENT_OK = {"symusic-tests/MIDIs_corrupted/RunTimeError_unexpected_EOF.mid"}
+
+
 @pytest.mark.corpus
 def test_every_broken_by_design_file_is_a_midi_error(corpus):
     rows = [r for r in corpus_index() if r["kind"] == "broken-by-design"]
     assert len(rows) == 31
     for row in rows:
+        if row["path"] in LENIENT_OK:
+            data = (corpus / row["path"]).read_bytes()
+            assert Counter(read_smf(data).note_rows()) == mido_notes(data)
+            continue
         with pytest.raises(MidiError) as err:
             encode_file(corpus / row["path"])
         assert row["path"] in str(err.value) and err.value.reason

@@ -36,7 +36,7 @@ def test_reader_matches_mido_on_fixtures(fixture_midis):
     assert fixture_midis, "tests/fixtures must hold real MIDI files"
     for path in fixture_midis:
         data = path.read_bytes()
-        assert Counter(read_smf(data, str(path)).notes) == mido_notes(data), path.name
+        assert Counter(read_smf(data, str(path)).note_rows()) == mido_notes(data), path.name
 
 
 @pytest.mark.corpus
@@ -54,7 +54,7 @@ def test_reader_matches_mido_on_corpus(corpus):
         if mido.MidiFile(file=io.BytesIO(data)).type == 2:
             continue  # mido's format-2 reading differs only in track timing, not notes
         try:
-            ours = read_smf(data, row["path"]).notes
+            ours = read_smf(data, row["path"]).note_rows()
         except MidiError:
             refused += 1  # stricter than mido (e.g. no end-of-track): allowed, but rare
             continue

@@ -14,13 +14,20 @@ import pyarrow.parquet as pq
 
 from meloformer.data.config import SPLITS, PreprocessConfig
 from meloformer.data.pool import PreprocessError
-from meloformer.data.shards import FORMAT, SHARD_DIR, ShardKey, list_dtypes, songs_file
+from meloformer.data.shards import (
+    FORMAT,
+    META_FILE,
+    SHARD_DIR,
+    ShardKey,
+    file_sha256,
+    list_dtypes,
+    songs_file,
+)
 from meloformer.hid.vocab import VOCAB_VERSION, Family, Vocab
 
 STAT_COLUMNS = ["hash", "split", "n_tokens", "n_notes", "n_bars"]  # what totals are read from
 RANGE_QUANTILE = 0.005  # pitch_ranges: the lowest and highest 0.5 % of a program's notes are out
 RANGE_MIN_NOTES = 50  # programs with fewer training notes get no range
-META_FILE = "meta.json"  # beside shards/ in a processed dir
 
 
 def meta_path(data_dir: Path) -> Path:
@@ -50,6 +57,7 @@ def build_meta(
     rejects: list[pa.Table],
     discovered: int,
     ranges: dict[str, list[int]] | None = None,
+    shard_dir: Path | None = None,
 ) -> dict:
     """The meta.json body: vocabulary, config, dtypes, totals per split, error and shard.
 
@@ -59,6 +67,8 @@ def build_meta(
         songs: per shard, its STAT_COLUMNS; rejects: per shard, its rejects table.
         discovered: manifest rows.
         ranges: pitch_ranges of the train split (evaluation's out-of-range share).
+        shard_dir: where the songs files are; given, each shard entry records its file's
+            sha256 (shards.verify_shards checks it before training or evaluation).
     """
     vocab = Vocab(cfg.hid)
     stats = pa.concat_tables(songs).to_pandas() if songs else pd.DataFrame(columns=STAT_COLUMNS)
@@ -97,6 +107,7 @@ def build_meta(
                 "songs": s.num_rows,
                 "rejected": r.num_rows,
                 "tokens": int(pc.sum(s.column("n_tokens")).as_py() or 0),
+                **({"sha256": file_sha256(songs_file(shard_dir, k.shard))} if shard_dir else {}),
             }
             for k, s, r in zip(keys, songs, rejects, strict=True)
         ],

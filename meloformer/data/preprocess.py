@@ -205,7 +205,7 @@ def finalize(manifest_path: Path, out_dir: Path, cfg: PreprocessConfig) -> Prepr
         pq.write_table(all_rejects, tmp, compression="zstd")
     hist = pitch_histogram([songs_file(shard_dir, k) for k in ids], Vocab(cfg.hid))
     meta = build_meta(cfg, [t.key for t in tasks], songs, rejects, len(manifest),
-                      pitch_ranges(hist))
+                      pitch_ranges(hist), shard_dir)
     files = [songs_file(shard_dir, k) for k in ids]
     meta["control_bins"] = control_bins(files, Vocab(cfg.hid)).to_dict()
     meta["profile"] = corpus_profile(files, Vocab(cfg.hid)).to_dict()

@@ -6,7 +6,9 @@
 
 Both files carry the same ShardKey in their parquet metadata. The rejects file is written
 first and the songs file last (each atomically), so a shard is complete exactly when both exist
-with the expected key; anything else is rebuilt.
+with the expected key; anything else is rebuilt. <out>/meta.json (written by finalize, see
+meta.py) records each songs file's sha256; `build_index`, which training and evaluation go
+through, refuses a songs file whose bytes no longer match it.
 
 The reader sits beside the writer: `build_index` indexes one split from the small columns
 (file, row group, row, length) without loading the dataset, and `ShardReader` fetches songs one
@@ -33,6 +35,7 @@ from meloformer.hid.vocab import GLOBAL_PROGRAM, Vocab
 from meloformer.io import atomic_path, temp_files, temp_path
 
 SHARD_DIR = "shards"
+META_FILE = "meta.json"  # beside shards/ in a processed dir
 FORMAT = "meloformer-shard-2"  # 2: token-hash `content` columns (content dedup)
 LIST_FIELDS = ("ids", *META_FIELDS)
 ROW_GROUP_SONGS = 256  # songs per parquet row group: the unit a training reader fetches
@@ -313,13 +316,61 @@ def _songs_under(data_dir: Path) -> list[Path]:
     return files
 
 
-def build_index(data_dir: Path, split: str = "train") -> SongIndex:
-    """Index the songs of `split` (reads only the split and n_tokens columns).
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_shards(files: Sequence[Path]) -> None:
+    """Refuse songs files whose bytes changed since preprocessing: each must have the sha256
+    that meta.json (beside their shards/ dir) recorded for it. A meta.json without hashes (a
+    corpus preprocessed before they were recorded) or no meta.json at all: nothing to check.
 
     Raises:
-        ShardError: no shards, a file lacking a column, or no song in the split.
+        ShardError: one line naming the file (or a listed file that is gone) and what to rerun.
+    """
+    meta = Path(files[0]).parent.parent / META_FILE
+    recorded = _recorded_sha256(meta)
+    if not recorded:
+        return
+    rerun = "delete it and rerun preprocess (dvc repro preprocess)"
+    for path in files:
+        want = recorded.pop(f"{SHARD_DIR}/{Path(path).name}", None)
+        if want is None:
+            raise ShardError(f"{path}: not listed in {meta} (made after preprocessing?): {rerun}")
+        if file_sha256(path) != want:
+            raise ShardError(f"{path}: bytes changed since preprocessing (sha256 differs from "
+                             f"{meta}): {rerun}")
+    if recorded:
+        raise ShardError(f"{meta}: lists {sorted(recorded)[0]} but it is gone: rerun preprocess "
+                         "(dvc repro preprocess)")
+
+
+def _recorded_sha256(meta: Path) -> dict[str, str]:
+    """{"shards/shard-00000.parquet": sha256} from a meta.json; empty when it records none."""
+    try:
+        shards = json.loads(meta.read_text()).get("shards", [])
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, AttributeError) as e:
+        raise ShardError(f"{meta}: unreadable ({e}): rerun preprocess") from e
+    return {e["file"]: e["sha256"] for e in shards if isinstance(e, dict) and "sha256" in e}
+
+
+def build_index(data_dir: Path, split: str = "train") -> SongIndex:
+    """Index the songs of `split` (reads only the split and n_tokens columns), after checking
+    every songs file against the sha256 meta.json recorded (verify_shards).
+
+    Raises:
+        ShardError: no shards, a changed or missing shard, a file lacking a column, or no song
+            in the split.
     """
     files = _songs_under(data_dir)
+    verify_shards(files)
     parts: list[np.ndarray] = []
     for f_idx, path in enumerate(files):
         pf = pq.ParquetFile(path, memory_map=True)

@@ -33,7 +33,8 @@ def quantize(raw: RawSong, vocab: Vocab, path: str = "<bytes>") -> Score:
     if raw.end_tick >= MAX_TICK:
         raise MidiTooLarge(path, f"tick {raw.end_tick} is past any song")
     cfg = vocab.config
-    notes = np.array(raw.notes, dtype=np.int64)  # (N, 6): track, channel, pitch, on, off, vel
+    notes = np.frombuffer(raw.notes, dtype=np.int64).reshape(-1, 6)  # track, channel, pitch,
+    # on, off, velocity per row (a view of the reader's array: no copy)
     on = to_grid(notes[:, 3], raw.tpq, cfg.resolution)
     off = to_grid(notes[:, 4], raw.tpq, cfg.resolution)
     keys, programs = _track_keys(raw, notes)

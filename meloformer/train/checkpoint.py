@@ -1,10 +1,16 @@
 """Checkpoints: one file holding everything a run needs to continue exactly, written
 atomically and read back with torch.load(weights_only=True) (tensors and plain containers only,
 no pickled objects). It carries the model config and the vocabulary, so generation and
-evaluation need no params file: `load_trained` rebuilds the model and its vocabulary from it."""
+evaluation need no params file: `load_trained` rebuilds the model and its vocabulary from it.
+
+A checkpoint is a zip archive whose every record carries a CRC-32 (torch writes them): loading
+checks them all first, so a file cut short or with changed bytes is refused in one line instead
+of loading wrong weights or surfacing torch's unpickler advice."""
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -62,21 +68,56 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint` (weights_only=True).
+    """Read a checkpoint written by `save_checkpoint` (weights_only=True), after checking the
+    CRC-32 of every record in it.
 
     Raises:
-        CheckpointError: missing file, unreadable content or a different format.
+        CheckpointError: missing file, damaged bytes (cut short, changed), content other than
+            tensors and plain containers, or a different format. The message is one line.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint")
+    check_archive(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: cannot load checkpoint: {e}") from e
+    except pickle.UnpicklingError as e:  # torch's text advises weights_only=False: never here
+        raise CheckpointError(f"{path}: holds objects other than tensors and plain containers, "
+                              f"refused ({_first_line(e, 'Unsupported global')})") from e
+    except Exception as e:  # torch raises several types for corrupt files
+        raise CheckpointError(f"{path}: cannot load checkpoint ({type(e).__name__}: "
+                              f"{_first_line(e)})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} file")
     return ckpt
+
+
+def check_archive(path: Path) -> None:
+    """Refuse a checkpoint that is not an intact zip archive (every record's CRC-32 checked).
+
+    Raises:
+        CheckpointError: one line naming the file and the damage.
+    """
+    damaged = f"{path}: damaged checkpoint"
+    advice = "restore it from a copy or train again"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as e:  # noqa: BLE001 - a flipped header byte can raise nearly anything
+        raise CheckpointError(f"{damaged}, cut short or overwritten ({_first_line(e)}): "
+                              f"{advice}") from e
+    if bad is not None:
+        raise CheckpointError(f"{damaged}: record {bad} fails its CRC-32 check (bytes changed "
+                              f"since it was written): {advice}")
+
+
+def _first_line(e: BaseException, prefer: str = "") -> str:
+    """A short one-line reason from an exception's text: the first sentence of the first line
+    holding `prefer` if any, else of its first line, at most 160 characters (torch's advice
+    follows in later sentences)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+    chosen = next((line for line in lines if prefer and prefer in line), lines[0])
+    return chosen.split(". ")[0][:160]
 
 
 def load_trained(path: Path, device: str | torch.device = "cpu"
