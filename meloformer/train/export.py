@@ -1,7 +1,7 @@
 """Ship a trained model: a checkpoint cut to what generation and fine-tuning read (weights,
 model config, vocabulary record, corpus profile, how far it trained), in bf16.
 
-    python -m meloformer.train.export CHECKPOINT OUT.pt
+    python -m meloformer.train.export CHECKPOINT OUT.pt [--meta DATA/meta.json]
 
 The result loads like any checkpoint (load_trained, train.init_from; torch.load
 weights_only=True): the bf16 weights are cast back to the model's fp32 when loaded. The
@@ -16,15 +16,19 @@ from pathlib import Path
 
 import torch
 
+from meloformer.data.profile import read_profile
 from meloformer.train.checkpoint import load_checkpoint, save_checkpoint
 
 KEEP = ("model_config", "vocab", "profile", "step", "tokens", "train_config")
 
 
-def export_model(checkpoint: Path, out: Path, dtype: torch.dtype = torch.bfloat16) -> int:
+def export_model(checkpoint: Path, out: Path, dtype: torch.dtype = torch.bfloat16,
+                 meta: Path | None = None) -> int:
     """Write the shipped form of `checkpoint` to `out`; returns its size in bytes.
 
-    Tied tensors (the LM head is the embedding) are written once.
+    Tied tensors (the LM head is the embedding) are written once. `meta`: a meta.json whose
+    corpus profile the file gets when the checkpoint has none (trained on data preprocessed
+    before profiles).
 
     Raises:
         CheckpointError: the checkpoint is unreadable.
@@ -36,8 +40,11 @@ def export_model(checkpoint: Path, out: Path, dtype: torch.dtype = torch.bfloat1
         if key not in seen:
             seen[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
         weights[name.removeprefix("_orig_mod.")] = seen[key]
-    save_checkpoint(Path(out), {"model": weights, **{k: ckpt[k] for k in KEEP if k in ckpt},
-                                "complete": True})
+    kept = {k: ckpt[k] for k in KEEP if ckpt.get(k) is not None}
+    if "profile" not in kept and meta is not None:
+        profile = read_profile(Path(meta))
+        kept["profile"] = profile.to_dict() if profile else None
+    save_checkpoint(Path(out), {"model": weights, **kept, "complete": True})
     return Path(out).stat().st_size
 
 
@@ -48,8 +55,10 @@ def main(argv: list[str] | None = None) -> None:
                                  description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("out", type=Path)
+    ap.add_argument("--meta", type=Path, help="meta.json of the training data: its corpus "
+                    "profile, for a checkpoint that has none")
     args = ap.parse_args(argv)
-    size = run_cli(lambda: export_model(args.checkpoint, args.out))
+    size = run_cli(lambda: export_model(args.checkpoint, args.out, meta=args.meta))
     print(f"{args.out}: {size / 2**20:.1f} MB")
 
 
