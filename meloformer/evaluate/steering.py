@@ -56,10 +56,10 @@ def fill_runs(model: MeloFormer, vocab: Vocab, bins: ControlBins, songs: Sequenc
         if span is None:
             continue
         for s in range(seeds):
-            for level in (None, *range(N_BINS)):
-                text = (f"{span.track}:{span.first}-{span.last}={LEVELS[level]}",)
-                cond = Conditions(max_tokens=len(song) + 400 * SPAN_BARS,
-                                  **({kind: text} if level is not None else {}))
+            for level in (None, *range(N_BINS)):  # None: the no-control baseline
+                asked = {} if level is None else {
+                    kind: (f"{span.track}:{span.first}-{span.last}={LEVELS[level]}",)}
+                cond = Conditions(max_tokens=len(song) + 400 * SPAN_BARS, **asked)
                 req = Request(infill(vocab, song, [span]), cond,
                               SamplingConfig(seed=seed + 1000 * k + s))
                 (made,) = generate(model, vocab, req)
