@@ -44,7 +44,7 @@ def test_a_followed_control_scores_high_and_an_ignored_one_does_not():
 def test_report_runs_end_to_end():
     torch.manual_seed(0)
     model = MeloFormer(ModelConfig(n_layer=1, n_embd=64, n_head=2, n_kv_head=1)).eval()
-    songs = [enc for _, enc in SONGS[:2]]
+    songs = [enc for _, enc in SONGS[:1]]
     got = steering_report(model, VOCAB, BINS, songs, kinds=("density",))["density"]
     assert sum(v["bars"] for v in got["levels"].values()) == got["bars"] > 0
     assert set(got["contrast"]) == {"changed", "stayed"}
