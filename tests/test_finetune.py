@@ -4,6 +4,8 @@ below a fresh model's; a checkpoint of another vocabulary is refused in one line
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from train_helpers import make_dataset, tiny_model, tiny_train
@@ -49,10 +51,10 @@ def test_fine_tuning_starts_from_the_pretrained_loss(tmp_path):
     model, _ = load_trained(shipped)
     want = first_batch_loss(model.train(), cfg, data)
     assert first == pytest.approx(want, rel=0.02)
-    train(cfg.with_overrides(init_from=None), tiny_model(), data, tmp_path / "fresh")
+    train(replace(cfg, init_from=None), tiny_model(), data, tmp_path / "fresh")
     fresh = float(_history(tmp_path / "fresh")[0, 1])
     assert first < 0.8 * fresh, (first, fresh)
-    assert run_key(cfg, tiny_model(), data) != run_key(cfg.with_overrides(init_from=None),
+    assert run_key(cfg, tiny_model(), data) != run_key(replace(cfg, init_from=None),
                                                        tiny_model(), data)
     # The shipped file is bf16 by default and loads as fp32 weights.
     small = tmp_path / "small.pt"
