@@ -105,12 +105,9 @@ class Params:
             raise ValueError(f"preset: must be null or one of {sorted(PRESETS)}, "
                              f"got {self.preset!r}")
         try:
-            cfg = self.train_config()
+            self.train_config()
         except ValueError as e:
             raise ValueError(f"train.{e}") from e
-        if cfg.init_from and not Path(cfg.init_from).is_file():
-            raise ValueError(f"train.init_from: no checkpoint at {cfg.init_from!r} (null "
-                             "trains from scratch)")
 
     def train_config(self) -> TrainConfig:
         """The TrainConfig that runs: defaults < preset < the keys written in `train:`."""
@@ -203,6 +200,10 @@ def check(path: Path, ok: Path | None = None) -> str:
     (constant content) when given. Returns a one-line summary of what will run."""
     params = load_params(path)
     cfg, model = params.train_config(), params.model_config()
+    init = cfg.init_from and Path(path).parent / cfg.init_from  # stages run beside params.yaml
+    if init and not init.is_file():
+        raise ParamsError(f"{path}: train.init_from: no checkpoint at {cfg.init_from!r} (null "
+                          "trains from scratch)")
     if ok is not None:
         ok.parent.mkdir(parents=True, exist_ok=True)
         ok.write_text(OK_TEXT)
