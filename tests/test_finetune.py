@@ -5,6 +5,7 @@ below a fresh model's; a checkpoint of another vocabulary is refused in one line
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,3 +75,20 @@ def test_a_checkpoint_of_another_vocabulary_is_refused(tmp_path):
     with pytest.raises(VocabError, match=r"train.init_from .*other.pt: its vocabulary"):
         train(tiny_train(max_steps=1, init_from=str(path)), tiny_model(), data,
               tmp_path / "out")
+
+
+def test_the_params_stage_refuses_a_missing_init_from(tmp_path):
+    """Checked before any stage deletes its outs, relative to params.yaml."""
+    import yaml
+
+    from tasks.params import ParamsError, check
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["train"]["init_from"] = "models/pretrained/none.pt"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match="train.init_from: no checkpoint at"):
+        check(path)
+    params["train"]["init_from"] = None
+    path.write_text(yaml.safe_dump(params))
+    assert "ok" in check(path)
