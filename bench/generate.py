@@ -24,6 +24,8 @@ import sys
 sys.path.append(sys.path.pop(0))
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -41,6 +43,7 @@ from meloformer.generate import (  # noqa: E402
     from_scratch,
     generate,
 )
+from meloformer.generate import cache as cache_module  # noqa: E402
 from meloformer.generate.generate import Cached, FullForward  # noqa: E402
 from meloformer.generate.step import forward_rows  # noqa: E402
 from meloformer.hid import HIDConfig  # noqa: E402
@@ -48,6 +51,9 @@ from meloformer.hid.encode import encode_file, vocab_for  # noqa: E402
 from meloformer.model import MeloFormer, ModelConfig  # noqa: E402
 
 SONG = Path(__file__).resolve().parents[1] / "tests/fixtures/miditok_multitrack_drums.mid"
+# The longest song of the dev corpus (227 bars, 10 tracks, 24,530 tokens): --long contexts.
+LONG_SONG = (Path(__file__).resolve().parents[2] / "shared/data/midi-dev/freedoom"
+             / "freedoom2_D_ROMERO.mid")
 
 
 def sync(device: torch.device) -> None:
@@ -109,6 +115,57 @@ def cached_vs_full(model: MeloFormer, ids: np.ndarray, meta: np.ndarray, context
     return diff / scale
 
 
+@contextlib.contextmanager
+def whole_range():
+    """The cached step as it was before gathered attention and the by-features mask (the
+    --long baseline): every step's mask built per (row, slot) pair over every slot in use."""
+    saved = cache_module.GATHER_SHARE, cache_module.BY_FEATURES_ROWS
+    cache_module.GATHER_SHARE, cache_module.BY_FEATURES_ROWS = 0.0, 2**62
+    try:
+        yield
+    finally:
+        cache_module.GATHER_SHARE, cache_module.BY_FEATURES_ROWS = saved
+
+
+def long_context(model: MeloFormer, contexts: list[int], steps: int, device: torch.device,
+                 baseline: bool) -> list[dict]:
+    """Prefill tokens/s, then decode tokens/s of `steps` teacher-forced steps, at each
+    context of LONG_SONG (a context past the song is cut to what leaves room for the steps),
+    with the process's peak resident memory after each. The current step runs first at
+    every context (ascending: the peak so far is that row's), then, with `baseline`, the
+    whole-range step (whose peak is then at least the current one's)."""
+    modes = [("gathered", contextlib.nullcontext)] + ([("whole range", whole_range)]
+                                                      if baseline else [])
+    return [row | {"mode": name} for name, ctx in modes for row in
+            _long_rows(model, contexts, steps, device, ctx)]
+
+
+def _long_rows(model: MeloFormer, contexts: list[int], steps: int, device: torch.device,
+               mode) -> list[dict]:
+    song = encode_file(LONG_SONG)
+    ids = song.ids[None].astype(np.int64)
+    meta = np.stack([song.track, song.bar, song.type, song.pos, song.program], -1)[None]
+    meta = meta.astype(np.int64)
+    rows = []
+    for context in sorted(contexts):
+        C = min(context, ids.shape[1] - steps - 2)
+        with mode():
+            source = Cached(model, 1, C + steps + 2, (C + steps + 2) // 2 + 1)
+            t0 = time.perf_counter()
+            source.prefill(ids[:, :C], meta[:, :C])
+            sync(device)
+            prefill = C / (time.perf_counter() - t0)
+            source.decode_one_token(ids[:, C : C + 1], meta[:, C : C + 1])  # warm-up
+            t0 = time.perf_counter()
+            for i in range(C + 1, C + 1 + steps):
+                source.decode_one_token(ids[:, i : i + 1], meta[:, i : i + 1])
+            sync(device)
+        rows.append({"context": C, "prefill_tok_s": prefill,
+                     "decode_tok_s": steps / (time.perf_counter() - t0),
+                     "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})
+    return rows
+
+
 def end_to_end(model: MeloFormer, batch: int, device: torch.device, compile: bool) -> float:
     """Tokens/s of constrained sampling from scratch (grammar + sampling + cache)."""
     vocab = vocab_for(HIDConfig())
@@ -135,6 +192,12 @@ def main() -> None:
     ap.add_argument("--compare-legacy", action="store_true",
                     help="also time the pre-refactor step (bench/legacy_step.py), interleaved")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of --compare-legacy")
+    ap.add_argument("--long", default="",
+                    help="also prefill/decode at these contexts of the corpus's longest song, "
+                         "e.g. 8192,16384,25000 (needs ../shared/data/midi-dev)")
+    ap.add_argument("--long-steps", type=int, default=32, help="decode steps timed per --long row")
+    ap.add_argument("--long-baseline", action="store_true",
+                    help="also time --long with the whole-range step (before gathering)")
     ap.add_argument("--check", action="store_true",
                     help="first check cached decode == full forward (exit 1 if not)")
     args = ap.parse_args()
@@ -168,11 +231,18 @@ def main() -> None:
                            device, warmup=1)
         rows.append({"context": context, "cached_tok_s": fast, "full_tok_s": slow,
                      "speedup": fast / slow, "legacy_tok_s": legacy})
+    long_rows = None
+    if args.long:
+        if LONG_SONG.exists():
+            long_rows = long_context(model, [int(c) for c in args.long.split(",")],
+                                     args.long_steps, device, args.long_baseline)
+        else:
+            print(f"--long skipped: {LONG_SONG} not found")
     e2e = end_to_end(model, args.batch, device, args.compile)
     report = {"model": "small", "device": str(device), "dtype": args.dtype,
               "compile": args.compile,
               "batch": args.batch, "threads": torch.get_num_threads(), "rows": rows,
-              "end_to_end_tok_s": e2e, "check": check}
+              "end_to_end_tok_s": e2e, "check": check, "long": long_rows}
     print(f"small, {device} ({args.dtype}), batch {args.batch}, compile {args.compile}, "
           f"{torch.get_num_threads()} threads")
     legacy = args.compare_legacy
@@ -185,6 +255,13 @@ def main() -> None:
         print(f"{r['context']:>8}{old} {r['cached_tok_s']:>13.1f}{ratio} "
               f"{r['full_tok_s']:>11.2f} {r['speedup']:>7.1f}x")
     print(f"end-to-end constrained sampling from scratch: {e2e:.1f} tok/s")
+    if long_rows:
+        print(f"\n{LONG_SONG.name}, batch 1: prefill, then {args.long_steps} decode steps")
+        print(f"{'step':>12} {'context':>8} {'prefill tok/s':>14} {'decode tok/s':>13} "
+              f"{'peak RSS GB':>12}")
+        for r in long_rows:
+            print(f"{r['mode']:>12} {r['context']:>8} {r['prefill_tok_s']:>14.0f} "
+                  f"{r['decode_tok_s']:>13.1f} {r['peak_rss_gb']:>12.2f}")
     if args.json:
         write_json(args.json, {**report, "summary": summary(report)})
     if check is not None and not check["ok"]:

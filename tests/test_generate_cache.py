@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from meloformer.generate import cache as cache_module
 from meloformer.generate.cache import DecodeCache
 from meloformer.generate.generate import Cached
 from meloformer.generate.rows import CacheFull, CellTracker, build_rows
@@ -66,9 +67,14 @@ def cached_logits(model, songs, prefill: int, static: bool = False) -> torch.Ten
     ],
     ids=["default", "static-shapes", "history+type", "empty+narrow", "conductor-window", "dense"],
 )
-def test_cached_decoding_matches_full_forward(options, static):
+@pytest.mark.parametrize("gather", [False, True], ids=["range", "gathered"])
+def test_cached_decoding_matches_full_forward(options, static, gather, monkeypatch):
     # Two real multitrack songs cut to one length: 9 and 6 tracks, several bars each, so
     # cells close at bar lines and at track openers, in different steps in the two rows.
+    # gathered: every eager step attends over the slots its rows see (DecodeCache.gathered),
+    # in groups of 16 rows; range: over every slot in use.
+    monkeypatch.setattr(cache_module, "GATHER_SHARE", 1.0 if gather else 0.0)
+    monkeypatch.setattr(cache_module, "GATHER_ROWS", 16)
     songs = [fixture_song("miditok_multitrack_drums", 5), fixture_song("freedoom_E1M8_3-4", 9)]
     L = min(len(s.ids) for s in songs)
     songs = [_crop(s, L) for s in songs]
@@ -139,3 +145,31 @@ def test_cache_buffers_are_static_addresses():
     assert all(getattr(b, "_dynamo_static_input_type", None) for b in buffers)
     assert all(getattr(cache.tables, name) is getattr(cache, f"table_{name}")
                for name in ("kind", "clock", "cell"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"summary_track_history": True, "type_rule": True}, {"conductor_full": False},
+     {"summarize_empty": True, "fine_offsets": (1, 2), "cross_window": 0}],
+    ids=["default", "history+type", "conductor-window", "empty+narrow"],
+)
+def test_mask_by_features_equals_the_mask_mod(options):
+    """The prefill mask built per distinct (query, key) features == the rules evaluated on
+    every (row, slot) pair (the oracle), for every slot in use as a query, two real songs."""
+    songs = [fixture_song("miditok_multitrack_drums", 5), fixture_song("freedoom_E1M8_3-4", 9)]
+    L = min(len(s.ids) for s in songs)
+    songs = [_crop(s, L) for s in songs]
+    model = MeloFormer(ModelConfig(**TINY, **options)).eval()
+    source = Cached(model, 2, L, L // 2 + 1)
+    source.prefill(np.stack([s.ids for s in songs]).astype(np.int64),
+                   np.stack([metas(s) for s in songs]).astype(np.int64))
+    cache = source.cache
+    lo, hi = cache.advance(0, 0)
+    slot = torch.arange(lo, hi).expand(2, -1)  # every summary and token slot as a query
+    b = torch.arange(2)[:, None, None]
+    oracle = cache.mask_mod(b, torch.zeros((), dtype=torch.long), slot[:, :, None],
+                            torch.arange(lo, hi)[None, None, :])
+    fast = cache.mask_by_features(slot, lo, hi)
+    assert oracle.shape == fast.shape == (2, hi - lo, hi - lo)
+    assert oracle.any() and not oracle.all()
+    assert torch.equal(fast, oracle)

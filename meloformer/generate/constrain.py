@@ -63,6 +63,11 @@ class Controller:
         part = self.script[self.seg] if self.seg < len(self.script) else None
         return part.tokens[self.k] if isinstance(part, Forced) else None
 
+    def forced_run(self) -> int:
+        """How many of the next tokens the script fixes (0 when the next one is sampled)."""
+        part = self.script[self.seg] if self.seg < len(self.script) else None
+        return len(part.tokens) - self.k if isinstance(part, Forced) else 0
+
     def mask(self) -> np.ndarray:
         """bool[V]: the tokens that may come next (a single one where the script forces it).
 

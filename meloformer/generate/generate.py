@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +38,10 @@ class LogitSource(Protocol):
 
     def decode_one_token(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
         """Read one more token per row, (B, 1) and (B, 1, 5); logits (B, V) after it."""
+
+    def extend(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
+        """Read K more tokens per row at once, (B, K) and (B, K, 5) (a forced run); logits
+        (B, V) after the last."""
 
 
 class Cached:
@@ -79,6 +84,11 @@ class Cached:
         return logits.float()
 
     def prefill(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
+        return self.extend(tokens, metas)
+
+    def extend(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
+        """Chunks of at most `prefill_chunk` tokens: each step's mask is (chunk, slots in
+        use), so memory grows linearly with the song, never with its square."""
         for i in range(0, tokens.shape[1], self.chunk):
             logits = self._step(tokens[:, i : i + self.chunk], metas[:, i : i + self.chunk],
                                 static=False)
@@ -104,8 +114,11 @@ class FullForward:
         return self.model(batch, self.model.plan(batch, self.executor))[:, -1]
 
     def decode_one_token(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
+        return self.extend(tokens, metas)
+
+    def extend(self, tokens: np.ndarray, metas: np.ndarray) -> torch.Tensor:
         return self.prefill(np.concatenate([self.tokens, tokens], 1),
-                          np.concatenate([self.metas, metas], 1))
+                            np.concatenate([self.metas, metas], 1))
 
 
 @dataclass(frozen=True)
@@ -159,13 +172,26 @@ def generate(model: MeloFormer, vocab: Vocab, req: Request, cached: bool = True,
 
 @torch.no_grad()
 def _loop(source: LogitSource, rows: list[Controller], prompt: tuple[int, ...],
-          cfg: SamplingConfig, device: torch.device) -> list[Encoding]:
-    """The sampling loop shared by both logit sources."""
+          cfg: SamplingConfig, device: torch.device,
+          progress: Callable[[int], None] | None = None) -> list[Encoding]:
+    """The sampling loop shared by both logit sources.
+
+    Tokens the script gives (a forced run: the given tracks after an added one, the bars
+    around an infill span) are read in one step while every live row has some, as the
+    prompt is: one token per model step only where something is sampled. (Add-track under
+    a 227-bar song read its 7,200 given tokens after the new track one step each: 8 min.)
+    """
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     ids = [list(prompt) for _ in rows]
     metas = [[_take(c, t) for t in prompt] for c in rows]
     logits = source.prefill(np.array(ids), np.array(metas))
     while not all(c.done for c in rows):
+        if progress is not None:
+            progress(max(len(i) for i in ids))
+        run = _forced_run(rows)
+        if run:
+            logits = source.extend(*_take_run(rows, ids, metas, run))
+            continue
         allowed = np.stack([_eos_only(c) if c.done else c.mask() for c in rows])
         logits = _pool_closing(logits, rows, allowed)
         tokens = sample(logits, torch.from_numpy(allowed).to(device), cfg, gen).tolist()
@@ -181,6 +207,30 @@ def _loop(source: LogitSource, rows: list[Controller], prompt: tuple[int, ...],
         logits = source.decode_one_token(np.array(tokens)[:, None], step_meta)
     return [_as_song(np.array(i), np.array(m), c)
             for i, m, c in zip(ids, metas, rows, strict=True)]
+
+
+def _take_run(rows: list[Controller], ids: list[list[int]], metas: list[list[tuple]], run: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Step every live row through its next `run` given tokens (checked against the grammar
+    as prompt tokens are) and record them; return the step's tokens (B, run) and metas
+    (B, run, 5). A finished row repeats EOS with its last metadata; nothing is recorded."""
+    live = [not c.done for c in rows]  # before the run: its last token may be EOS
+    for b, c in enumerate(rows):
+        for _ in range(run if live[b] else 0):
+            token = c.forced()
+            metas[b].append(_take(c, token))
+            ids[b].append(token)
+    tokens = [i[-run:] if on else [EOS] * run for on, i in zip(live, ids, strict=True)]
+    step_metas = [m[-run:] if on else [m[-1]] * run for on, m in zip(live, metas, strict=True)]
+    return np.array(tokens), np.array(step_metas)
+
+
+def _forced_run(rows: list[Controller]) -> int:
+    """Tokens every live row's script gives next (0 when some live row samples next).
+    Only runs of 2 or more are read at once: one token is an ordinary decode step."""
+    runs = [c.forced_run() for c in rows if not c.done]
+    run = min(runs) if runs else 0
+    return run if run >= 2 else 0
 
 
 def _pool_closing(logits: torch.Tensor, rows: list[Controller],

@@ -57,5 +57,6 @@ def forward_rows(model: MeloFormer, cache: DecodeCache, cols: dict[str, torch.Te
         coords=torch.stack([cols["c_bar"], cols["c_pos"], cols["c_idx"]], dim=-1),  # (B, Q, 3)
         slot=cols["slot"],
     )
-    plan = model.decode_plan(rows, cache.mask(rows.slot, lo, hi), (lo, hi))
+    mask, index = cache.attention(rows.slot, lo, hi)
+    plan = model.decode_plan(rows, mask, (lo, hi), index)
     return model.decode(rows, plan, cache.kv)

@@ -28,8 +28,8 @@ from meloformer.model.plan import flex_block_size, resolve_executor, summary_ord
 from meloformer.model.recompile import allow_recompiles
 from meloformer.model.rope import apply_rope
 
-__all__ = ["Attention", "AttentionPlan", "attend", "flex_block_size", "resolve_executor",
-           "summary_order"]
+__all__ = ["Attention", "AttentionPlan", "attend", "attend_gathered", "flex_block_size",
+           "resolve_executor", "summary_order"]
 
 # Compiled once per process; static shapes (length buckets) keep it to one graph per bucket,
 # and the recompile policy (recompile.py) leaves room for every bucket.
@@ -51,6 +51,8 @@ class AttentionPlan:
         mask: sdpa only, (B, 1, L, K) bool; K = L, or hi - lo in a decode plan.
         slot: decode plan only: the cache slot each query row writes, (B, L) int64.
         span: decode plan only: the slot range [lo, hi) the rows attend over.
+        index: decode plan only, optional: the rows in G groups of R, each attending over
+            its own n cache slots, (B, G, n) int64; mask is then (B, G, R, n).
     """
 
     executor: str
@@ -60,6 +62,7 @@ class AttentionPlan:
     mask: torch.Tensor | None = None
     slot: torch.Tensor | None = None
     span: tuple[int, int] | None = None
+    index: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -76,6 +79,28 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: AttentionPla
     if plan.executor == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=plan.mask, enable_gqa=True)
     return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+
+def attend_gathered(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                    index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Attention of q (B, H, Q, D) in G groups of R rows, each over its own n slots of
+    keys/values (B, KV, N, D): index (B, G, n), mask (B, G, R, n) -> (B, H, Q, D).
+
+    The same softmax as attending over every slot under the full mask, since a slot left
+    out is one that no row of the group sees; the work is Q x n instead of Q x N."""
+    B, H, Q, D = q.shape
+    _, G, R, n = mask.shape
+    KV = keys.shape[1]
+    flat = index.reshape(B, 1, G * n, 1).expand(B, KV, G * n, D)
+
+    def take(t: torch.Tensor) -> torch.Tensor:  # (B, KV, N, D) -> (B * G, KV, n, D)
+        return t.gather(2, flat).view(B, KV, G, n, D).transpose(1, 2).reshape(B * G, KV, n, D)
+
+    rows = F.pad(q, (0, 0, 0, G * R - Q))  # (B, H, G * R, D): the last group padded
+    rows = rows.view(B, H, G, R, D).transpose(1, 2).reshape(B * G, H, R, D)
+    y = F.scaled_dot_product_attention(rows, take(keys), take(values),
+                                       attn_mask=mask.reshape(B * G, 1, R, n), enable_gqa=True)
+    return y.view(B, G, H, R, D).transpose(1, 2).reshape(B, H, G * R, D)[:, :, :Q]
 
 
 class Attention(nn.Module):
@@ -119,5 +144,7 @@ class Attention(nn.Module):
         if cache is not None:
             lo, hi = plan.span
             keys, values = cache.update(plan.slot, k, v)  # (B, KV, N, D)
+            if plan.index is not None:
+                return self.output(attend_gathered(q, keys, values, plan.index, plan.mask))
             k, v = keys[:, :, lo:hi], values[:, :, lo:hi]  # views, no copy
         return self.output(attend(q, k, v, plan))

@@ -155,15 +155,19 @@ def type_mod(lay: Layout) -> MaskMod:
     return token_type
 
 
-def meloformer_mask(lay: Layout, cfg: ModelConfig) -> MaskMod:
-    """The full mask_mod over a Layout's execution order."""
+def rule_mask(lay: Layout, cfg: ModelConfig) -> MaskMod:
+    """The clock-free part of the mask: (rr | rs | sr | ss) [& token_type]. It reads only the
+    tables `mask_features` lists, so two rows with equal features get equal mask rows."""
     rules = [rr_mod(lay, cfg), rs_mod(lay, cfg), sr_mod(lay)]
     if cfg.summary_track_history:
         rules.append(ss_mod(lay))
-    parts = [causal_mod(lay), or_masks(*rules)]
-    if cfg.type_rule:
-        parts.append(type_mod(lay))
-    return or_masks(self_mod, and_masks(*parts))
+    rule = or_masks(*rules)
+    return and_masks(rule, type_mod(lay)) if cfg.type_rule else rule
+
+
+def meloformer_mask(lay: Layout, cfg: ModelConfig) -> MaskMod:
+    """The full mask_mod over a Layout's execution order: self | (causal & rule_mask)."""
+    return or_masks(self_mod, and_masks(causal_mod(lay), rule_mask(lay, cfg)))
 
 
 def mask_features(lay: Layout, cfg: ModelConfig) -> list[torch.Tensor]:

@@ -128,12 +128,14 @@ class MeloFormer(nn.Module):
             x = block(x, plan, None if cache is None else cache.layer(i))
         return x
 
-    def decode_plan(self, rows: DecodeRows, mask: torch.Tensor, span: tuple[int, int]
-                    ) -> AttentionPlan:
+    def decode_plan(self, rows: DecodeRows, mask: torch.Tensor, span: tuple[int, int],
+                    index: torch.Tensor | None = None) -> AttentionPlan:
         """The plan of a cached step: the rows' rotary tables, their slots, and `mask`
-        (B, 1, Q, hi - lo) bool over the cache slots span = [lo, hi). No host sync."""
+        (B, 1, Q, hi - lo) bool over the cache slots span = [lo, hi); or, with `index`
+        (B, G, n), the gathered form: Q rows in G groups, each over its n slots, mask
+        (B, G, R, n) (DecodeCache.attention). No host sync."""
         return AttentionPlan("sdpa", None, self.rope(rows.coords), mask=mask, slot=rows.slot,
-                             span=span)
+                             span=span, index=index)
 
     def decode(self, rows: DecodeRows, plan: AttentionPlan, cache: KVCache) -> torch.Tensor:
         """Logits (B, Q, V) of every query row of a cached step (prefill or one-token decode):
