@@ -22,6 +22,7 @@ from meloformer.generate import (
     from_scratch,
     generate,
 )
+from meloformer.generate.generate import Cached
 from meloformer.generate.script import first_bars
 from meloformer.hid import HIDConfig
 from meloformer.hid.decode import decode, parse_tokens
@@ -111,6 +112,27 @@ def test_add_track_keeps_the_given_tracks_identical(model, given_midi):
             assert np.array_equal(_track_ids(out, t + 1), _track_ids(given, t))
         # The conductor keeps its meter and tempi (chord labels are re-detected with the bass).
         assert np.array_equal(_conductor(out), _conductor(given))
+
+
+def test_given_tracks_after_the_new_one_are_read_in_one_step(model, given_midi, monkeypatch):
+    """Add-track writes the bass first, then the 3 given tracks are forced: they are read as
+    one multi-token step (as a prompt), not one model step per token, and the songs equal
+    the full-forward oracle's, which reads them the same way."""
+    given = encode_midifile(given_midi)
+    req = Request(add_track(VOCAB, given, 33), Conditions(max_tokens=len(given.ids) + 200),
+                  SamplingConfig(seed=4), n_samples=2)
+    steps = []
+    one_token = Cached.decode_one_token
+    monkeypatch.setattr(Cached, "decode_one_token",
+                        lambda self, t, m: steps.append(t.shape[1]) or one_token(self, t, m))
+    fast = generate(model, VOCAB, req)
+    slow = generate(model, VOCAB, req, cached=False)
+    for a, b in zip(fast, slow, strict=True):
+        assert np.array_equal(a.ids, b.ids)
+    written = max(len(s.ids) for s in fast) - len(given.ids)  # the bass, and one row's wait
+    given_after = int((given.track >= 1).sum())  # the given tracks: all after the bass
+    assert given_after > 100 and len(steps) <= written + 2
+    assert len(steps) < given_after
 
 
 def test_continuation_keeps_the_prompt_bars(model, given_midi):
