@@ -15,7 +15,12 @@ from meloformer.data.shards import build_index
 from meloformer.hid import HIDConfig, Vocab
 from meloformer.model import MeloFormer
 from meloformer.train import VocabError, VocabRecord, load_trained, train
-from meloformer.train.checkpoint import model_config_dict, save_checkpoint
+from meloformer.train.checkpoint import (
+    load_checkpoint,
+    load_learned,
+    model_config_dict,
+    save_checkpoint,
+)
 from meloformer.train.dist import DistInfo
 from meloformer.train.export import export_model
 from meloformer.train.feed import DataFeed, DataState
@@ -46,8 +51,14 @@ def test_fine_tuning_starts_from_the_pretrained_loss(tmp_path):
           tiny_model(), data, pre)
     shipped = tmp_path / "shipped.pt"
     export_model(pre / "checkpoints" / "last.pt", shipped, torch.float32)
+    assert load_learned(shipped) == {"infill": False, "controls": False}  # rates 0
+    # As if it had learned to infill: a fine-tune with infill_rate 0 keeps that skill.
+    save_checkpoint(shipped, load_checkpoint(shipped) | {"learned": {"infill": True,
+                                                                     "controls": False}})
     cfg = tiny_train(max_steps=2, precision="fp32", init_from=str(shipped), seed=11)
     train(cfg, tiny_model(), data, tmp_path / "ft")
+    assert load_learned(tmp_path / "ft" / "checkpoints" / "last.pt") == {"infill": True,
+                                                                          "controls": False}
     first = float(_history(tmp_path / "ft")[0, 1])
     model, _ = load_trained(shipped)
     want = first_batch_loss(model.train(), cfg, data)

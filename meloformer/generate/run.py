@@ -31,7 +31,7 @@ from meloformer.hid.encode import encode_file
 from meloformer.hid.infill import Span, restore
 from meloformer.hid.vocab import Vocab
 from meloformer.io import json_ready
-from meloformer.train import load_profile, load_trained
+from meloformer.train import SKILLS, load_learned, load_profile, load_trained
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,25 @@ def _check_controls(cfg: GenerateConfig, generated: set[tuple[int, int]]) -> Non
         raise ConditionError(message)
 
 
+def check_learned(cfg: GenerateConfig, learned: dict[str, bool] | None, checkpoint: Path
+                  ) -> None:
+    """Refuse infill spans or per-bar controls from a model never trained for them (a model
+    trained without fills wrote an empty span for `--infill`); `learned` None (a checkpoint
+    that does not say) lets them through.
+
+    Raises:
+        ConditionError: naming the training param that teaches the skill.
+    """
+    asked = {"infill": bool(cfg.infill), "controls": bool(cfg.density or cfg.polyphony)}
+    flags = {"infill": "--infill", "controls": "--density/--polyphony"}
+    for skill, rate in SKILLS.items():
+        if asked[skill] and learned is not None and not learned.get(skill):
+            raise ConditionError(
+                f"{checkpoint} was trained with train.{rate} 0: it never learned {flags[skill]}"
+                f"; train with train.{rate} > 0 (e.g. 0.5), or start from a model that was "
+                "(train.init_from)")
+
+
 def scratch_defaults(cfg: GenerateConfig, profile: CorpusProfile
                      ) -> tuple[GenerateConfig, str | None]:
     """`cfg` with the meter, tempo and instruments it leaves open taken from the training
@@ -184,6 +203,7 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
     if device.type == "cpu":
         use_cpu_threads(cfg.threads)
     model, record = load_trained(checkpoint, device)
+    check_learned(cfg, load_learned(checkpoint), checkpoint)
     vocab = record.vocab()
     profile = load_profile(checkpoint)
     if profile is not None and mode.get("prompt") is None and cfg.prompt is None:

@@ -3,8 +3,10 @@ checkpoint it writes: what other stages read of training is exported here (load_
 vocabulary check), so they import no module of this package directly."""
 
 from meloformer.train.checkpoint import (
+    SKILLS,
     CheckpointError,
     load_checkpoint,
+    load_learned,
     load_model,
     load_profile,
     load_trained,
@@ -15,8 +17,7 @@ from meloformer.train.loop import TooManyBadSteps, train
 from meloformer.train.vocabulary import VocabError, VocabRecord, check_corpus
 
 __all__ = [
-    "PRESETS", "CheckpointError", "TooManyBadSteps", "TrainConfig", "VocabError", "VocabRecord",
-    "check_corpus", "load_checkpoint", "load_model", "load_profile", "load_trained",
-    "model_config_from",
-    "preset_config", "train",
+    "PRESETS", "SKILLS", "CheckpointError", "TooManyBadSteps", "TrainConfig", "VocabError",
+    "VocabRecord", "check_corpus", "load_checkpoint", "load_learned", "load_model",
+    "load_profile", "load_trained", "model_config_from", "preset_config", "train",
 ]

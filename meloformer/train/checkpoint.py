@@ -154,6 +154,40 @@ def load_profile(path: Path) -> CorpusProfile | None:
     return CorpusProfile.from_dict(profile) if profile else None
 
 
+# What a model can be asked for beyond plain continuation, and the training rate that
+# teaches it (train.<rate> > 0).
+SKILLS = {"infill": "infill_rate", "controls": "control_rate"}
+
+
+def trained_for(train_config: dict[str, Any], inherited: dict[str, bool] | None
+                ) -> dict[str, bool]:
+    """The skills a run teaches: those its rates train (> 0), plus those of the checkpoint it
+    fine-tunes (`inherited`: its `learned`, None for a run from scratch)."""
+    return {skill: bool(train_config.get(rate, 0) > 0 or (inherited or {}).get(skill))
+            for skill, rate in SKILLS.items()}
+
+
+def learned(ckpt: dict[str, Any]) -> dict[str, bool] | None:
+    """The skills a loaded checkpoint's model was trained for ({"infill": ..., "controls":
+    ...}): its `learned` record, else its train_config's rates (a checkpoint from before the
+    record, not fine-tuned); None when the checkpoint says nothing of its training."""
+    if "learned" in ckpt:
+        return dict(ckpt["learned"])
+    config = ckpt.get("train_config")
+    if not config or config.get("init_from"):
+        return None
+    return trained_for(config, None)
+
+
+def load_learned(path: Path) -> dict[str, bool] | None:
+    """`learned` of the checkpoint at `path`.
+
+    Raises:
+        CheckpointError: as load_checkpoint.
+    """
+    return learned(load_checkpoint(Path(path)))
+
+
 def load_model(path: Path, device: str | torch.device = "cpu") -> MeloFormer:
     """A MeloFormer from a training checkpoint (config + weights, torch.load weights_only).
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from meloformer.data.profile import read_profile
-from meloformer.train.checkpoint import load_checkpoint, save_checkpoint
+from meloformer.train.checkpoint import learned, load_checkpoint, save_checkpoint
 
-KEEP = ("model_config", "vocab", "profile", "step", "tokens", "train_config")
+KEEP = ("model_config", "vocab", "profile", "learned", "step", "tokens", "train_config")
 
 
 def export_model(checkpoint: Path, out: Path, dtype: torch.dtype = torch.bfloat16,
@@ -41,6 +41,8 @@ def export_model(checkpoint: Path, out: Path, dtype: torch.dtype = torch.bfloat1
             seen[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
         weights[name.removeprefix("_orig_mod.")] = seen[key]
     kept = {k: ckpt[k] for k in KEEP if ckpt.get(k) is not None}
+    if learned(ckpt) is not None:  # said outright, not left to the rates of train_config
+        kept["learned"] = learned(ckpt)
     if "profile" not in kept and meta is not None:
         profile = read_profile(Path(meta))
         kept["profile"] = profile.to_dict() if profile else None

@@ -33,12 +33,14 @@ from meloformer.train.checkpoint import (
     LAST,
     CheckpointError,
     load_checkpoint,
+    load_learned,
     load_trained,
     model_config_dict,
     model_config_from,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    trained_for,
 )
 from meloformer.train.config import TrainConfig
 from meloformer.train.dist import all_reduce, init_distributed
@@ -191,6 +193,9 @@ class _Run:
         index = index.with_room(example_room(index, cfg.infill_rate, cfg.control_rate))
         bins = read_control_bins(meta_path(data_dir)) if cfg.control_rate > 0 else None
         self.profile = read_profile(meta_path(data_dir))  # generation's defaults
+        # What generation may ask of this model (a fine-tune keeps what its start learned).
+        self.learned = trained_for(json_ready(cfg), cfg.init_from
+                                   and load_learned(Path(cfg.init_from)))
         if cfg.control_rate > 0 and bins is None:
             raise VocabError(f"{meta_path(data_dir)}: no control_bins (preprocessed before "
                              "controls existed): rerun preprocess, or set control_rate 0")
@@ -383,6 +388,7 @@ class _Run:
             "run_key": self.key, "complete": self.complete,
             "vocab": self.vocab.to_dict(),
             "profile": self.profile.to_dict() if self.profile else None,
+            "learned": self.learned,
             "step": self.step, "bad_steps": self.bad_steps, "oom_halvings": self.oom_halvings,
             "tokens": self.tokens, "data": self.data.to_dict(), "rng": rng_state(),
             "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 4),
