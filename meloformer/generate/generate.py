@@ -44,6 +44,11 @@ class LogitSource(Protocol):
         (B, V) after the last."""
 
 
+# Tokens per read of a prompt or forced run in the sampling loop (the progress line's step;
+# Cached cuts each read further into its prefill_chunk).
+READ_CHUNK = 1024
+
+
 class Cached:
     """Logits from the KV cache: prefill once, then one cached step per token.
 
@@ -132,7 +137,8 @@ class Request:
 
 
 def generate(model: MeloFormer, vocab: Vocab, req: Request, cached: bool = True,
-             compile: bool = False, dtype: torch.dtype | None = None) -> list[Encoding]:
+             compile: bool = False, dtype: torch.dtype | None = None,
+             progress: Callable[[int], None] | None = None) -> list[Encoding]:
     """Sample `req.n_samples` songs at once under the grammar, the script and the conditions.
 
     Args:
@@ -142,6 +148,7 @@ def generate(model: MeloFormer, vocab: Vocab, req: Request, cached: bool = True,
         cached: False runs the full-forward oracle instead of the KV cache.
         compile: decode with a compiled, CUDA-graphed step (see Cached).
         dtype: autocast dtype of the cached steps (None: fp32; meloformer.device).
+        progress: called with the tokens written so far (the longest row), once per step.
 
     Returns:
         One Encoding per sample (ids and metadata as the encoder writes them).
@@ -162,7 +169,8 @@ def generate(model: MeloFormer, vocab: Vocab, req: Request, cached: bool = True,
     source = (Cached(model, n, rules.max_tokens, slots, compile=compile, dtype=dtype)
               if cached else FullForward(model))
     rows = [Controller(vocab, req.script, rules) for _ in range(n)]
-    songs = _loop(source, rows, prompt, req.sampling, next(model.parameters()).device)
+    songs = _loop(source, rows, prompt, req.sampling, next(model.parameters()).device,
+                  progress)
     for c in rows:  # a request the run could not honour is an error, never dropped silently
         message = unreached_control(req.conditions, set(c.st.controls))
         if message:
@@ -184,13 +192,14 @@ def _loop(source: LogitSource, rows: list[Controller], prompt: tuple[int, ...],
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     ids = [list(prompt) for _ in rows]
     metas = [[_take(c, t) for t in prompt] for c in rows]
-    logits = source.prefill(np.array(ids), np.array(metas))
+    report = progress or (lambda done: None)
+    logits = _read(source, np.array(ids), np.array(metas), report, 0)
     while not all(c.done for c in rows):
-        if progress is not None:
-            progress(max(len(i) for i in ids))
+        report(max(len(i) for i in ids))
         run = _forced_run(rows)
         if run:
-            logits = source.extend(*_take_run(rows, ids, metas, run))
+            start = len(ids[0])
+            logits = _read(source, *_take_run(rows, ids, metas, run), report, start)
             continue
         allowed = np.stack([_eos_only(c) if c.done else c.mask() for c in rows])
         logits = _pool_closing(logits, rows, allowed)
@@ -207,6 +216,18 @@ def _loop(source: LogitSource, rows: list[Controller], prompt: tuple[int, ...],
         logits = source.decode_one_token(np.array(tokens)[:, None], step_meta)
     return [_as_song(np.array(i), np.array(m), c)
             for i, m, c in zip(ids, metas, rows, strict=True)]
+
+
+def _read(source: LogitSource, tokens: np.ndarray, metas: np.ndarray,
+          report: Callable[[int], None], start: int) -> torch.Tensor:
+    """Read tokens (B, K) with metas (B, K, 5) in pieces of READ_CHUNK (start = 0: the
+    prompt, whose first piece is the prefill), reporting the tokens read so far after each
+    piece; logits (B, V) after the last."""
+    for i in range(0, tokens.shape[1], READ_CHUNK):
+        piece = (tokens[:, i : i + READ_CHUNK], metas[:, i : i + READ_CHUNK])
+        logits = source.prefill(*piece) if start + i == 0 else source.extend(*piece)
+        report(start + i + piece[0].shape[1])
+    return logits
 
 
 def _take_run(rows: list[Controller], ids: list[list[int]], metas: list[list[tuple]], run: int

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meloformer.data.profile import CorpusProfile
+from meloformer.data.progress import Progress
 from meloformer.device import PRECISIONS, decode_dtype, resolve_device, use_cpu_threads
 from meloformer.generate.audio import attach_audio
 from meloformer.generate.conditions import (
@@ -187,13 +189,15 @@ def _text(value) -> str:
 
 
 def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
-                 report: Callable[[str], None] | None = None, **mode
+                 report: Callable[[str], None] | None = None, show_progress: bool = True,
+                 **mode
                  ) -> list[dict[str, Path]]:
     """Generate cfg.n_samples songs from a checkpoint into out_dir (sample-000.mid/.png/.json,
     and .ogg when cfg.audio), in the vocabulary stored in the checkpoint.
 
     Args:
         report: receives one line per choice made for the user (the from-scratch defaults).
+        show_progress: a progress line on stderr (tokens written, of max_tokens at most).
         mode: build_script's keyword arguments (prompt, prompt_bars, add_program, new_tracks).
 
     Returns:
@@ -212,8 +216,13 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
             report(note)
     script, n_bars = build_script(vocab, cfg, **mode)
     request = cfg.request(script, n_bars, profile.programs if profile else None)
+    # Out of max_tokens, the most a sample may take (ETA an upper bound); ends at 100 %.
+    bar = Progress(request.conditions.max_tokens, "generate",
+                   sys.stderr if show_progress else None, unit="tokens")
     songs = generate(model, vocab, request, compile=cfg.compile,
-                     dtype=decode_dtype(cfg.precision, device))
+                     dtype=decode_dtype(cfg.precision, device), progress=bar)
+    bar.total = bar.done
+    bar.close()
     info = {"checkpoint": str(checkpoint), "config": json_ready(cfg),
             "mode": {k: str(v) if isinstance(v, Path) else v for k, v in mode.items()}}
     spans = cfg.spans()
