@@ -20,9 +20,15 @@ def track_label(program: int) -> str:
     return "drums" if program == DRUM_PROGRAM else f"program {program}"
 
 
+# Bars per row of the picture: a long song wraps over several rows (a 60-bar song on one
+# row was a 4000 x 500 picture nobody could read).
+BARS_PER_ROW = 16
+
+
 def plot_pianoroll(score: Score, resolution: int, path: Path, title: str = "",
                    marks: list[tuple[int, int, int]] | None = None) -> Path:
-    """Draw every note as a bar (pitch x time) and write the PNG atomically.
+    """Draw every note as a bar (pitch x time) and write the PNG atomically; BARS_PER_ROW
+    bars per row, as many rows as the song needs.
 
     Args:
         score: the song on the HID grid.
@@ -36,31 +42,45 @@ def plot_pianoroll(score: Score, resolution: int, path: Path, title: str = "",
         The path written.
     """
     end = _song_end(score)
-    fig, ax = plt.subplots(figsize=(max(6.0, min(40.0, end / resolution / 4)), 5), dpi=100)
+    bounds = np.r_[score.starts, end] / resolution  # bar b spans bounds[b]..bounds[b + 1]
+    rows = [(bounds[i], bounds[min(i + BARS_PER_ROW, score.n_bars)])
+            for i in range(0, score.n_bars, BARS_PER_ROW)] or [(0.0, max(end / resolution, 1))]
+    width = max(rows[0][1] - rows[0][0], 1)
+    fig, axes = plt.subplots(len(rows), 1, squeeze=False, dpi=100,
+                             figsize=(max(6.0, min(20.0, width / 4)), 1.0 + 2.4 * len(rows)))
     colours = plt.get_cmap("tab10")
-    onset = score.onsets() / resolution
-    length = np.maximum(score.dur, 1) / resolution  # drums: one grid step
-    for t in range(len(score.programs)):
-        sel = score.track == t
-        ax.barh(score.pitch[sel], length[sel], left=onset[sel], height=0.8,
-                color=colours(t % 10), edgecolor="none")
-    for start in score.starts:
-        ax.axvline(start / resolution, color="0.75", linewidth=0.6, zorder=0)
-    marked = _mark_spans(ax, score, resolution, marks or [], colours, end)
-    ax.set_xlim(0, max(end / resolution, 1))
-    ax.set_xlabel("quarter notes")
-    ax.set_ylabel("pitch (drums: GM key)")
-    ax.set_title(title)
+    marked: list[Patch] = []
+    for (lo, hi), ax in zip(rows, axes[:, 0], strict=True):
+        _draw_notes(ax, score, resolution, colours, lo, hi)
+        marked = _mark_spans(ax, score, resolution, marks or [], colours, end)
+        ax.set_xlim(lo, lo + max(width, hi - lo))  # every row at one scale
+        ax.set_ylabel("pitch")
+    axes[-1, 0].set_xlabel("quarter notes (drums: pitch = GM key)")
+    axes[0, 0].set_title(title)
     handles = [Patch(color=colours(t % 10), label=track_label(p))
                for t, p in enumerate(score.programs)] + marked
     if handles:
-        ax.legend(handles=handles, loc="upper right", fontsize="small")
+        axes[0, 0].legend(handles=handles, loc="upper right", fontsize="small")
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def _draw_notes(ax, score: Score, resolution: int, colours, lo: float, hi: float) -> None:
+    """The notes sounding in quarter notes [lo, hi), one colour per track, and bar lines."""
+    onset = score.onsets() / resolution
+    length = np.maximum(score.dur, 1) / resolution  # drums: one grid step
+    inside = (onset < hi) & (onset + length > lo)
+    for t in range(len(score.programs)):
+        sel = inside & (score.track == t)
+        ax.barh(score.pitch[sel], length[sel], left=onset[sel], height=0.8,
+                color=colours(t % 10), edgecolor="none")
+    for start in score.starts / resolution:
+        if lo <= start <= hi:
+            ax.axvline(start, color="0.75", linewidth=0.6, zorder=0)
 
 
 def _mark_spans(ax, score: Score, resolution: int, marks: list[tuple[int, int, int]],
