@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import REPO
 
@@ -40,3 +41,24 @@ def test_bad_input_exits_2_with_a_message(fixture_midis, tmp_path):
     bad = fixture_midis[0].parent / "corrupt" / "miditok_Control168.mid"
     out = run("encode", str(bad), "-o", str(tmp_path / "x.json"))
     assert out.returncode == 2 and "Control168" in out.stderr and "byte" in out.stderr
+
+
+def test_check_names_the_rejected_files(fixture_midis, tmp_path):
+    """`hid check DIR` names each rejected file with its reason under the table (the first
+    few; --json has them all); an empty file says so."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    shutil.copy(fixture_midis[0], folder / "good.mid")
+    (folder / "empty.mid").write_bytes(b"")
+    (folder / "short.mid").write_bytes(b"MThd\x00\x00")
+    for i in range(6):
+        (folder / f"junk{i}.mid").write_bytes(b"not a midi file at all %d" % i)
+    out = run("check", str(folder), "--json", str(tmp_path / "check.json"))
+    assert out.returncode == 0, out.stderr
+    named = [line for line in out.stdout.splitlines() if line.startswith("rejected: ")]
+    assert len(named) == 5
+    assert f"rejected: {folder / 'empty.mid'}: empty file (0 bytes)" in named
+    assert f"and 3 more rejected files (all listed in {tmp_path / 'check.json'})" in out.stdout
+    rows = json.loads((tmp_path / "check.json").read_text())
+    reasons = {Path(r["file"]).name: r["reason"] for r in rows["TOTAL"]["rejects"]}
+    assert len(reasons) == 8 and reasons["short.mid"].startswith("cut short: 6 bytes")

@@ -23,12 +23,21 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+SHOWN_REJECTS = 5  # rejected files named under the table
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """The table; an error (exit 2) for a missing folder or one without a valid file."""
     if not Path(args.dir).is_dir():
         raise NotADirectoryError(f"{args.dir}: no such directory")
     rows = check_corpus(Path(args.dir), HIDConfig())
     print(format_table(rows))
+    rejects = rows["TOTAL"]["rejects"]
+    for r in rejects[:SHOWN_REJECTS]:
+        print(f"rejected: {r['file']}: {r['reason']}")
+    if len(rejects) > SHOWN_REJECTS:
+        where = f"in {args.json}" if args.json else "with --json FILE"
+        print(f"... and {len(rejects) - SHOWN_REJECTS} more rejected files (all listed {where})")
     if args.json:
         _atomic_write(Path(args.json), json.dumps(rows, indent=1).encode())
     if rows["TOTAL"]["valid"] == 0:

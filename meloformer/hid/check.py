@@ -26,6 +26,7 @@ class FolderStats:
     files: int = 0
     valid: int = 0
     rejected: Counter = field(default_factory=Counter)  # error kind -> count
+    rejects: list[tuple[str, str]] = field(default_factory=list)  # (file, reason), in order
     exact: int = 0
     notes: int = 0
     tokens: int = 0
@@ -46,6 +47,7 @@ class FolderStats:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.rejected.update(other.rejected)
+        self.rejects.extend(other.rejects)
 
     def row(self) -> dict:
         p = self.hits / max(self.dec_notes, 1)
@@ -54,6 +56,7 @@ class FolderStats:
             "files": self.files,
             "valid": self.valid,
             "rejected": dict(self.rejected),
+            "rejects": [{"file": f, "reason": r} for f, r in self.rejects],
             "roundtrip_exact_pct": 100 * self.exact / max(self.valid, 1),
             "note_f1": 2 * p * r / (p + r) if p + r else 0.0,
             "tokens_per_note": self.tokens / max(self.notes, 1),
@@ -73,6 +76,7 @@ def check_file(path: Path, cfg: HIDConfig) -> FolderStats:
         enc = encode_bytes(data, cfg, str(path))
     except MidiError as e:
         st.rejected[e.kind] += 1
+        st.rejects.append((str(path), e.reason))
         return st
     vocab = vocab_for(cfg)
     mid = decode(enc.ids, vocab)

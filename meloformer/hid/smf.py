@@ -92,6 +92,10 @@ def read_smf(data: bytes, path: str = "<bytes>", max_events: int = 2_000_000) ->
         MidiTooLarge: more than `max_events` events.
     """
     data = unwrap_rmid(data, path)
+    if not data:
+        raise MidiParseError(path, "empty file (0 bytes)")
+    if data[:4] == b"MThd" and len(data) < 14:
+        raise MidiParseError(path, f"cut short: {len(data)} bytes, the header alone needs 14")
     if len(data) < 14 or data[:4] != b"MThd":
         raise MidiParseError(path, "no MThd header at byte 0")
     hlen = int.from_bytes(data[4:8], "big")
