@@ -17,10 +17,8 @@ from meloformer.train import loader as loader_module
 from meloformer.train import loop as loop_module
 from meloformer.train.config import PRESETS, TrainConfig, preset_config
 from meloformer.train.dist import DistInfo
-from meloformer.train.horizon import epoch_steps
-from meloformer.train.optim import param_groups
-from meloformer.train.phases import Phase, phase_at
-from meloformer.train.schedule import lr_at
+from meloformer.train.optim import lr_at, param_groups
+from meloformer.train.stream import Phase, epoch_steps, phase_at
 
 
 @pytest.fixture(scope="module")

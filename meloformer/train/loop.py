@@ -42,14 +42,12 @@ from meloformer.train.checkpoint import (
 )
 from meloformer.train.config import TrainConfig
 from meloformer.train.dist import all_reduce, init_distributed
-from meloformer.train.feed import DataFeed, DataState
-from meloformer.train.horizon import epoch_steps
+from meloformer.train.feed import DataFeed
 from meloformer.train.infill import example_room
 from meloformer.train.metrics import TrainLogger
-from meloformer.train.optim import build_optimizer
-from meloformer.train.phases import oom_line, phase_at, switch_line
-from meloformer.train.schedule import lr_at
+from meloformer.train.optim import build_optimizer, lr_at
 from meloformer.train.step import LossModule, train_step
+from meloformer.train.stream import DataState, epoch_steps, oom_line, phase_at, switch_line
 from meloformer.train.vocabulary import (
     VocabError,
     VocabRecord,
@@ -311,7 +309,7 @@ class _Run:
             except torch.OutOfMemoryError:
                 phase = self._on_oom(phase)
                 continue
-            self.data = self.feed.advance(self.data, len(micro))
+            self.data = self.data.advance(len(micro))
             if not res.applied:
                 self._bad_step(res)
                 continue
