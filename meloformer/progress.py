@@ -23,15 +23,17 @@ class Progress:
         label: prefix of the line.
         stream: where to write (stderr by default); None writes nothing.
         unit: what the items are ("files", "steps").
+        first: items done before this process started (a resumed run): the rate and the ETA
+            count only the items done since.
     """
 
     def __init__(self, total: int, label: str, stream: TextIO | None = sys.stderr,
-                 unit: str = "files") -> None:
+                 unit: str = "files", first: int = 0) -> None:
         self.total, self.label, self.stream, self.unit = total, label, stream, unit
         self.start = self.last = time.monotonic()
         self.tty = bool(stream is not None and stream.isatty())
         self.every = 0.2 if self.tty else LOG_EVERY_S
-        self.done = 0
+        self.done = self.first = first
 
     def __call__(self, done: int) -> None:
         """Record that `done` items are finished; redraw if it is time."""
@@ -59,7 +61,7 @@ class Progress:
 
     def _line(self, now: float) -> str:
         elapsed = max(now - self.start, 1e-9)
-        rate = self.done / elapsed
+        rate = (self.done - self.first) / elapsed
         left = max(self.total - self.done, 0)
         eta = f"{left / rate:6.1f} s" if rate > 0 else ("   0.0 s" if not left else "unknown")
         pct = 100.0 * self.done / self.total if self.total else 100.0

@@ -27,6 +27,15 @@ def test_eta_is_unknown_before_the_first_item_and_never_nan():
     assert not any("nan" in line for line in lines)
 
 
+def test_a_resumed_run_counts_its_rate_from_where_it_started():
+    out = io.StringIO()
+    bar = Progress(100, "train", out, unit="steps", first=90)
+    bar.every = 0.0
+    bar.start -= 10.0  # 10 s ago
+    bar(95)
+    assert "0.5 steps/s" in out.getvalue() and "eta   10.0 s" in out.getvalue()
+
+
 def test_a_line_above_the_bar_clears_it_then_redraws_it():
     term, printed = _Terminal(), []
     bar = Progress(4, "train", term, unit="steps")

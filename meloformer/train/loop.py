@@ -202,7 +202,7 @@ class _Run:
             self._restore(ckpt)
         module = LossModule(model)
         self.dtype = autocast_dtype(cfg.precision, dev)
-        self.log = TrainLogger(out_dir, info.is_main, self.total_steps, metrics_dir)
+        self.log = TrainLogger(out_dir, info.is_main, self.total_steps, metrics_dir, self.step)
         self.compiled = self._compile(model)
         self.module = DistributedDataParallel(module) if info.world > 1 else module
         if note:

@@ -26,11 +26,12 @@ class TrainLogger:
         out_dir: the run's output directory (train.log, tb/).
         enabled: False on ranks other than 0.
         total_steps: for the progress line.
+        first_step: the step a resumed run starts from (the progress rate counts from there).
         metrics_dir: receives METRICS_FILE and CURVE_FILE (default out_dir/metrics).
     """
 
     def __init__(self, out_dir: Path, enabled: bool, total_steps: int,
-                 metrics_dir: Path | None = None) -> None:
+                 metrics_dir: Path | None = None, first_step: int = 0) -> None:
         self.out_dir, self.enabled = Path(out_dir), enabled
         self.metrics_dir = Path(metrics_dir) if metrics_dir else self.out_dir / "metrics"
         self.log = logging.getLogger(f"meloformer.train.{id(self)}")  # train.log
@@ -38,7 +39,7 @@ class TrainLogger:
         self.log.propagate = self.term.propagate = False
         self.tb = None
         self.progress = Progress(total_steps, "train", sys.stderr if enabled else None,
-                                 unit="steps")
+                                 unit="steps", first=first_step)
         if not enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
