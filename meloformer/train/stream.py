@@ -207,6 +207,7 @@ class DataState:
     batch_size: int = 0
 
     def next_epoch(self) -> DataState:
+        """The start of the next epoch, with the same micro-batch."""
         return DataState(DataPosition(self.origin.epoch + 1), 0, self.batch_size)
 
     def advance(self, n: int) -> DataState:
