@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prefect import task
 
-from meloformer.evaluate.evaluate import EvaluateConfig
+from meloformer.evaluate.evaluate import EvaluateConfig, summary_line
 from meloformer.evaluate.evaluate import evaluate as run_evaluate
 from tasks.cli import run_cli
 from tasks.params import PARAMS_FILE, load_params
@@ -31,8 +31,8 @@ class EvalSummary:
                    None if error is None else float(error))
 
     def line(self) -> str:
-        return (f"evaluate: val loss {self.loss:.4f}, perplexity {self.perplexity:.2f}, "
-                f"{self.bits_per_note:.2f} bits/note, similarity error {self.similarity_error}")
+        return "evaluate: " + summary_line(self.loss, self.perplexity, self.bits_per_note,
+                                           self.similarity_error)
 
 
 @task

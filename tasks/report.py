@@ -13,6 +13,8 @@ from prefect import task
 from meloformer.report import build_page, copy_rolls
 from tasks.cli import run_cli
 
+METRIC_FILES = ("train.json", "eval.json", "samples.json")  # what train and evaluate write
+
 
 def read_json(path: Path, default):
     """The JSON at path, or `default` when the file is not there (no evaluation yet)."""
@@ -28,6 +30,17 @@ def report(samples: Path, metrics: Path, out: Path) -> Path:
                       read_json(metrics / "samples.json", []), out)
 
 
+def where(samples: Path, metrics: Path, page: Path) -> str:
+    """The stage's last words, and so the pipeline's: where the page, the samples and the
+    metrics are (only the metric files that exist)."""
+    songs = len(list(Path(samples).glob("sample-*.mid")))
+    files = [str(p) for p in (Path(metrics) / name for name in METRIC_FILES) if p.is_file()]
+    listed = ", ".join(files) + " (dvc metrics show)" if files else "none yet (run evaluate)"
+    return (f"report: open {page} in a browser\n"
+            f"  samples: {samples} ({songs} songs: .mid, .png piano roll, .ogg audio)\n"
+            f"  metrics: {listed}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """DVC entry: python -m tasks.report --samples S --metrics M --out data/report/index.html."""
     ap = argparse.ArgumentParser(prog="python -m tasks.report")
@@ -35,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.add_argument(f"--{name}", type=Path, required=True)
     args = ap.parse_args(argv)
     page = run_cli(lambda: report.fn(args.samples, args.metrics, args.out))
-    print(f"report: {page}")
+    print(where(args.samples, args.metrics, page))
 
 
 if __name__ == "__main__":

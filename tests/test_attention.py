@@ -154,7 +154,7 @@ def test_one_compile_per_length_bucket():
 
     from meloformer.data.crop import crop
     from meloformer.hid.encode import encode_file
-    from meloformer.model.recompile import RECOMPILE_LIMIT, graphs_needed
+    from meloformer.model.attention import RECOMPILE_LIMIT, graphs_needed
     from meloformer.train.config import TrainConfig
 
     assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT

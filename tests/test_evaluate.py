@@ -11,7 +11,7 @@ import pytest
 import torch
 from train_helpers import write_shards
 
-from meloformer.evaluate.evaluate import EvaluateConfig, evaluate
+from meloformer.evaluate.evaluate import EvaluateConfig, evaluate, summary_line
 from meloformer.evaluate.loss import family_loss
 from meloformer.generate import read_sample_ids
 from meloformer.generate.run import GenerateConfig, run_generate
@@ -120,3 +120,10 @@ def test_evaluate_scores_each_samples_ending_and_pitch_range(setup, tmp_path):
             length = int(VOCAB.bar_steps[score.ts].sum())
             assert row["held_past_end"] == pytest.approx(np.mean(ends[melodic] > length))
         assert 0 <= (row["out_of_range_share"] or 0) <= 1
+
+
+def test_the_summary_line_rounds_every_figure_and_names_what_was_not_measured():
+    assert summary_line(3.905015230178833, 49.6512, 18.24999, 0.04347150322394549) == (
+        "val loss 3.9050, perplexity 49.65, 18.25 bits/note, similarity error 0.043")
+    for missing in (None, float("nan")):
+        assert summary_line(3.9, 49.0, 18.0, missing).endswith("similarity error not measured")

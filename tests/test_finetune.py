@@ -23,9 +23,9 @@ from meloformer.train.checkpoint import (
 )
 from meloformer.train.dist import DistInfo
 from meloformer.train.export import export_model
-from meloformer.train.feed import DataFeed, DataState
+from meloformer.train.feed import DataFeed
 from meloformer.train.loop import run_key
-from meloformer.train.phases import phase_at
+from meloformer.train.stream import DataState, phase_at
 from meloformer.train.vocabulary import corpus_vocab
 
 

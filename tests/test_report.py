@@ -111,6 +111,19 @@ def test_the_page_builds_before_any_evaluation(tmp_path):
     assert "no evaluation metrics yet" in html and 'src="samples/sample-000.png"' in html
 
 
+def test_the_stage_ends_saying_where_everything_is(tmp_path, capsys):
+    samples, metrics = make_samples(tmp_path / "samples"), tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "eval.json").write_text(json.dumps(EVAL))
+    report_main(["--samples", str(samples), "--metrics", str(metrics),
+                 "--out", str(tmp_path / "report" / "index.html")])
+    said = capsys.readouterr().out.splitlines()
+    assert said[-3:] == [
+        f"report: open {tmp_path / 'report' / 'index.html'} in a browser",
+        f"  samples: {samples} ({len(SAMPLES)} songs: .mid, .png piano roll, .ogg audio)",
+        f"  metrics: {metrics / 'eval.json'} (dvc metrics show)"]
+
+
 WAIT_FOR_AUDIO = """Promise.all([...document.querySelectorAll('audio')].map(a =>
   new Promise(done => {
     const report = () => done(

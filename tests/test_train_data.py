@@ -18,7 +18,7 @@ from meloformer.model.batch import IGNORE
 from meloformer.model.config import ModelConfig
 from meloformer.model.plan import Planner, build_plan, resolve_executor
 from meloformer.train.loader import PlanDataset, make_loader
-from meloformer.train.plan import DataPosition, epoch_order, plan_epoch
+from meloformer.train.stream import DataPosition, epoch_order, plan_epoch
 
 
 @pytest.fixture(scope="module")

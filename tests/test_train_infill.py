@@ -22,7 +22,7 @@ from meloformer.model.transformer import MeloFormer
 from meloformer.train.config import TrainConfig
 from meloformer.train.infill import GROWTH, MAX_SPAN_BARS
 from meloformer.train.loader import PlanDataset
-from meloformer.train.plan import DataPosition, plan_epoch
+from meloformer.train.stream import DataPosition, plan_epoch
 
 VOCAB = Vocab()
 TINY = ModelConfig(n_layer=1, n_embd=64, n_head=2, n_kv_head=1, length_bucket=128)

@@ -17,10 +17,8 @@ from meloformer.train import loader as loader_module
 from meloformer.train import loop as loop_module
 from meloformer.train.config import PRESETS, TrainConfig, preset_config
 from meloformer.train.dist import DistInfo
-from meloformer.train.horizon import epoch_steps
-from meloformer.train.optim import param_groups
-from meloformer.train.phases import Phase, phase_at
-from meloformer.train.schedule import lr_at
+from meloformer.train.optim import lr_at, param_groups
+from meloformer.train.stream import Phase, epoch_steps, phase_at
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +26,15 @@ def data_dir(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("loop-data"), copies=2)
 
 
-def test_phases_switch_when_due_and_outputs_are_written(data_dir, tmp_path):
-    cfg = tiny_train(max_steps=6, phase2_step=2, phase3_step=4, save_every=100)
+def test_phases_switch_when_due_and_outputs_are_written(data_dir, tmp_path, capsys):
+    cfg = tiny_train(max_steps=6, phase2_step=2, phase3_step=4, save_every=100, log_every=4)
     summary = train(cfg, tiny_model(), data_dir, tmp_path, device="cpu")
     log = (tmp_path / "train.log").read_text()
+    # every step in train.log; on the terminal only every log_every steps, without timestamps
+    assert all(f"Step {s}: loss" in log for s in range(1, 7))
+    shown = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in shown if ": loss" in line] == ["Step 4"]
+    assert shown[-1].startswith("done: 6 steps, ") and "nan" not in shown[-1]
     assert "Step 0: Phase 1 start: batch_size 1" in log
     assert "Step 2: Phase 1 → Phase 2" in log
     assert "Step 4: Phase 2 → Phase 3: batch_size 1 → 2" in log

@@ -35,7 +35,6 @@ from meloformer.data.meta import (
 )
 from meloformer.data.pool import PreprocessError, ShardPool
 from meloformer.data.profile import corpus_profile
-from meloformer.data.progress import Progress
 from meloformer.data.shards import (
     REJECT_SCHEMA,
     SHARD_DIR,
@@ -51,6 +50,7 @@ from meloformer.data.worker import EncodeFn, ShardDone, ShardTask, WorkerSetup
 from meloformer.hid.encode import encode_bytes
 from meloformer.hid.vocab import Vocab
 from meloformer.io import atomic_path, write_json
+from meloformer.progress import Progress
 
 REJECTS_FILE = "rejects.parquet"
 

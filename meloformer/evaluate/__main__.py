@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import fields
 from pathlib import Path
 
 from meloformer.cli import run_cli
-from meloformer.evaluate.evaluate import EvaluateConfig, evaluate
+from meloformer.evaluate.evaluate import EvaluateConfig, evaluate, summary_line
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,8 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = EvaluateConfig(**{f.name: args[f.name] for f in fields(EvaluateConfig)})
     metrics = run_cli(lambda: evaluate(args["checkpoint"], args["processed"], args["samples"],
                                        args["out"], cfg), ValueError)
-    print(json.dumps({"loss": metrics["loss"]["loss"],
-                      "similarity_error": metrics["music"]["similarity_error"]}))
+    loss = metrics["loss"]
+    print(summary_line(loss["loss"], loss["perplexity"], loss["bits_per_note"],
+                       metrics["music"]["similarity_error"]))
 
 
 if __name__ == "__main__":

@@ -162,6 +162,18 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
     return metrics
 
 
+def summary_line(loss: float, perplexity: float, bits_per_note: float,
+                 similarity_error: float | None) -> str:
+    """The evaluation's headline, each figure to the digits that mean something: loss to 1e-4
+    nats (what separates two runs), perplexity and bits/note to 0.01, the similarity error
+    (a mean gap of two curves in [0, 1]) to 0.001; "not measured" when the samples and the
+    validation songs share no bar distance (NaN or None)."""
+    unmeasured = similarity_error is None or np.isnan(similarity_error)
+    similarity = "not measured" if unmeasured else f"{similarity_error:.3f}"
+    return (f"val loss {loss:.4f}, perplexity {perplexity:.2f}, {bits_per_note:.2f} bits/note, "
+            f"similarity error {similarity}")
+
+
 def _steering(model, vocab: Vocab, processed: Path, songs: Sequence[Encoding],
               kinds: Sequence[str], seed: int) -> dict:
     """The steering report on up to STEERING_SONGS val songs (1024-token windows)."""

@@ -10,6 +10,15 @@ MaskPlan, shared by all layers) and its three executors.
 With a KVCache (generation's prefill and decode), the plan is a decode plan
 (MeloFormer.decode_plan): the query rows' rotary tables, the cache slot each row writes, the
 slot range [lo, hi) to attend over and the (B, 1, Q, hi - lo) mask; the executor is sdpa.
+
+Recompile policy of compiled flex attention (and of the compiled blocks). Shapes are static by
+construction: the loader pads every row to a length bucket and every flex call to a multiple
+of lcm(block, length_bucket), so one graph serves each (micro-batch size, bucket) pair.
+Dynamo's default limit of 8 graphs per code object is below what one run legitimately meets
+(3 length buckets x up to 4 micro-batch sizes across the phases and OOM halvings x
+train/eval), and past the limit flex does not fail: it silently runs the O(L^2) eager path. So
+the library, not each caller, sets a limit that holds every bucket, and makes hitting it an
+error instead of a silent slowdown.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch._dynamo
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
@@ -25,14 +35,31 @@ from meloformer.model.cache import LayerKV
 from meloformer.model.config import ModelConfig
 from meloformer.model.layout import Layout
 from meloformer.model.plan import flex_block_size, resolve_executor, summary_order
-from meloformer.model.recompile import allow_recompiles
 from meloformer.model.rope import apply_rope
 
 __all__ = ["Attention", "AttentionPlan", "attend", "attend_gathered", "flex_block_size",
            "resolve_executor", "summary_order"]
 
+# 3 buckets x 4 micro-batch sizes x 2 grad modes x 2 dtypes = 48 graphs, with room to spare.
+RECOMPILE_LIMIT = 64
+
+
+def allow_recompiles(limit: int = RECOMPILE_LIMIT) -> None:
+    """Raise dynamo's per-code-object recompile limit to at least `limit` (never lower it)
+    and make hitting it an error rather than a silent fall back to eager."""
+    cfg = torch._dynamo.config
+    cfg.recompile_limit = max(cfg.recompile_limit, limit)
+    cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 4 * limit)
+    cfg.fail_on_recompile_limit_hit = True
+
+
+def graphs_needed(buckets: int, batch_sizes: int, modes: int = 2) -> int:
+    """Graphs one run of flex may compile: one per (bucket, micro-batch size, grad mode)."""
+    return buckets * batch_sizes * modes
+
+
 # Compiled once per process; static shapes (length buckets) keep it to one graph per bucket,
-# and the recompile policy (recompile.py) leaves room for every bucket.
+# and the recompile policy above leaves room for every bucket.
 allow_recompiles()
 flex_compiled = torch.compile(flex_attention, dynamic=False)
 

@@ -26,7 +26,7 @@ from meloformer.train.infill import (
     infill_rng,
     song_example,
 )
-from meloformer.train.plan import PlannedBatch
+from meloformer.train.stream import PlannedBatch
 
 
 @dataclass(frozen=True)

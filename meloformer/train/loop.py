@@ -44,14 +44,12 @@ from meloformer.train.checkpoint import (
 )
 from meloformer.train.config import TrainConfig
 from meloformer.train.dist import all_reduce, init_distributed
-from meloformer.train.feed import DataFeed, DataState
-from meloformer.train.horizon import epoch_steps
+from meloformer.train.feed import DataFeed
 from meloformer.train.infill import example_room
-from meloformer.train.metrics import TrainLogger
-from meloformer.train.optim import build_optimizer
-from meloformer.train.phases import oom_line, phase_at, switch_line
-from meloformer.train.schedule import lr_at
+from meloformer.train.metrics import METRICS_FILE, TrainLogger
+from meloformer.train.optim import build_optimizer, lr_at
 from meloformer.train.step import LossModule, train_step
+from meloformer.train.stream import DataState, epoch_steps, oom_line, phase_at, switch_line
 from meloformer.train.vocabulary import (
     VocabError,
     VocabRecord,
@@ -209,7 +207,7 @@ class _Run:
             self._restore(ckpt)
         module = LossModule(model)
         self.dtype = autocast_dtype(cfg.precision, dev)
-        self.log = TrainLogger(out_dir, info.is_main, self.total_steps, metrics_dir)
+        self.log = TrainLogger(out_dir, info.is_main, self.total_steps, metrics_dir, self.step)
         self.compiled = self._compile(model)
         self.module = DistributedDataParallel(module) if info.world > 1 else module
         if note:
@@ -316,16 +314,18 @@ class _Run:
             except torch.OutOfMemoryError:
                 phase = self._on_oom(phase)
                 continue
-            self.data = self.feed.advance(self.data, len(micro))
+            self.data = self.data.advance(len(micro))
             if not res.applied:
                 self._bad_step(res)
                 continue
             self.step += 1
             self.tokens += res.tokens
             self.history.append((self.step, res.loss, self._lr(self.step - 1), res.grad_norm))
-            if self.step % cfg.log_every == 0:
-                rate = (self.tokens - tok0) / max(time.perf_counter() - t0, 1e-9)
-                self._log_step(res, phase.index, rate)
+            # tokens/s since the last line shown on the terminal (every log_every steps)
+            rate = (self.tokens - tok0) / max(time.perf_counter() - t0, 1e-9)
+            show = self.step % cfg.log_every == 0
+            self._log_step(res, phase.index, rate, show)
+            if show:
                 t0, tok0 = time.perf_counter(), self.tokens
             due = cfg.save_every_s and time.monotonic() - saved_at >= cfg.save_every_s
             if self.step % cfg.save_every == 0 or due:
@@ -371,11 +371,12 @@ class _Run:
             raise TooManyBadSteps(f"{self.bad_steps} non-finite steps > max_bad_steps "
                                   f"{self.cfg.max_bad_steps}")
 
-    def _log_step(self, res, phase: int, rate: float) -> None:
+    def _log_step(self, res, phase: int, rate: float, show: bool) -> None:
+        """Every step to train.log and TensorBoard; to the terminal only when `show`."""
         lr = self.history[-1][2]
         mem = torch.cuda.max_memory_allocated(self.dev) / 2**30 if self.dev.type == "cuda" else 0
         self.log.line(f"Step {self.step}: loss {res.loss:.4f} lr {lr:.3e} grad_norm "
-                      f"{res.grad_norm:.3f} tokens/s {rate:,.0f} phase {phase}")
+                      f"{res.grad_norm:.3f} tokens/s {rate:,.0f} phase {phase}", show)
         self.log.scalars(self.step, {"loss": res.loss, "lr": lr, "tokens_per_s": rate,
                                      "grad_norm": res.grad_norm, "memory_gib": mem,
                                      "phase": phase})
@@ -421,6 +422,8 @@ class _Run:
 
     def _finish(self) -> dict:
         summary = self._summary()
-        self.log.line(f"done: { {k: v for k, v in summary.items() if k != 'config'} }")
+        self.log.line(f"done: {summary['steps']} steps, {summary['epochs_done']} epochs, "
+                      f"{summary['tokens']:,} tokens, final loss {summary['final_loss']:.4f}, "
+                      f"{summary['bad_steps']} bad steps ({self.log.metrics_dir / METRICS_FILE})")
         all_reduce(torch.zeros(1, device=self.dev))  # ranks leave together
         return summary

@@ -1,5 +1,9 @@
 """Training output on rank 0: train.log, TensorBoard scalars, a progress line, and the files
-DVC reads (<metrics_dir>/train.json, and the loss curve <metrics_dir>/plots/train_loss.tsv)."""
+DVC reads (<metrics_dir>/train.json, and the loss curve <metrics_dir>/plots/train_loss.tsv).
+
+Every step goes to train.log (timestamped) and TensorBoard; the terminal gets the progress bar,
+the run's notes (start, phases, warnings, done) and only the step lines the loop marks as shown
+(every `log_every` steps), without timestamps and above the bar."""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from meloformer.data.progress import Progress
 from meloformer.io import write_json, write_text
+from meloformer.progress import Progress
 
 METRICS_FILE = Path("train.json")
 CURVE_FILE = Path("plots") / "train_loss.tsv"
@@ -22,35 +26,40 @@ class TrainLogger:
         out_dir: the run's output directory (train.log, tb/).
         enabled: False on ranks other than 0.
         total_steps: for the progress line.
+        first_step: the step a resumed run starts from (the progress rate counts from there).
         metrics_dir: receives METRICS_FILE and CURVE_FILE (default out_dir/metrics).
     """
 
     def __init__(self, out_dir: Path, enabled: bool, total_steps: int,
-                 metrics_dir: Path | None = None) -> None:
+                 metrics_dir: Path | None = None, first_step: int = 0) -> None:
         self.out_dir, self.enabled = Path(out_dir), enabled
         self.metrics_dir = Path(metrics_dir) if metrics_dir else self.out_dir / "metrics"
-        self.log = logging.getLogger(f"meloformer.train.{id(self)}")
-        self.log.propagate = False
+        self.log = logging.getLogger(f"meloformer.train.{id(self)}")  # train.log
+        self.term = logging.getLogger(f"meloformer.train.{id(self)}.terminal")  # stdout
+        self.log.propagate = self.term.propagate = False
         self.tb = None
         self.progress = Progress(total_steps, "train", sys.stderr if enabled else None,
-                                 unit="steps")
+                                 unit="steps", first=first_step)
         if not enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.log.setLevel(logging.INFO)
-        fmt = logging.Formatter("%(asctime)s %(message)s")
-        for handler in (logging.FileHandler(self.out_dir / "train.log"),
-                        logging.StreamHandler(sys.stdout)):
-            handler.setFormatter(fmt)
-            self.log.addHandler(handler)
+        sinks = ((self.log, logging.FileHandler(self.out_dir / "train.log"), "%(asctime)s "),
+                 (self.term, logging.StreamHandler(sys.stdout), ""))
+        for log, handler, stamp in sinks:
+            log.setLevel(logging.INFO)
+            handler.setFormatter(logging.Formatter(stamp + "%(message)s"))
+            log.addHandler(handler)
         from torch.utils.tensorboard import SummaryWriter  # only rank 0 pays the import
 
         self.tb = SummaryWriter(str(self.out_dir / "tb"))
 
-    def line(self, text: str) -> None:
-        """One line to train.log and stdout."""
-        if self.enabled:
-            self.log.info(text)
+    def line(self, text: str, show: bool = True) -> None:
+        """One line to train.log, and to stdout (above the progress bar) when `show`."""
+        if not self.enabled:
+            return
+        self.log.info(text)
+        if show:
+            self.progress.above(lambda: self.term.info(text))
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """TensorBoard scalars under train/<name>, and the progress line."""
@@ -74,6 +83,7 @@ class TrainLogger:
             return
         self.progress.close()
         self.tb.close()
-        for handler in list(self.log.handlers):
-            handler.close()
-            self.log.removeHandler(handler)
+        for log in (self.log, self.term):
+            for handler in list(log.handlers):
+                handler.close()
+                log.removeHandler(handler)
