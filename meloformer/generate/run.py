@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meloformer.data.profile import CorpusProfile
-from meloformer.data.progress import Progress
+from meloformer.progress import Progress
 from meloformer.device import PRECISIONS, decode_dtype, resolve_device, use_cpu_threads
 from meloformer.generate.audio import attach_audio
 from meloformer.generate.conditions import (

@@ -126,7 +126,7 @@ def _check(name: str, value: Any, ok: bool, rule: str) -> None:
 # for `small`/`base`; accumulation keeps the global batch near 48 sequences of 8k tokens.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(max_seq_len=1024, batch_size=2, gradient_accumulation_steps=1, num_workers=0,
-                phase2_step=0, phase3_step=0, log_every=1, save_every=50),
+                phase2_step=0, phase3_step=0, log_every=25, save_every=50),
     "rtx6000ada": dict(max_seq_len=8192, batch_size=4, gradient_accumulation_steps=12,
                        num_workers=8),
     "h800": dict(max_seq_len=8192, batch_size=8, gradient_accumulation_steps=6, num_workers=8),
