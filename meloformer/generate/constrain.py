@@ -156,7 +156,30 @@ class Controller:
             self._conductor_rules(m)
         elif self.st.state == g.T_PITCH:
             self._end_by_song_end(m)
+        elif self._opening_bar(part):
+            self._sounding(m)
         return self._budget(m, part)
+
+    def _opening_bar(self, part: Free) -> bool:
+        """At the opener of the first bar of a track the run writes whole, in a run whose
+        tracks must sound from their first bar (Free.sounding: from scratch)."""
+        st = self.st
+        return (part.sounding and not part.track_bars and st.bar == 0
+                and st.state in (g.T_BAR, g.T_DENS, g.T_POLY))
+
+    def _sounding(self, m: np.ndarray) -> None:
+        """A sampled track opens with a note: its first bar may not close empty.
+
+        Why: from the data's piano defaults the shipped model opened 7 of 16 songs with a
+        silent first bar in both hands, and a silent bar followed a silent bar to the end (16
+        empty bars, no note; bench/reference.py). Only from scratch: a track added under a
+        given song may well enter later, as bass lines do."""
+        closing = m.copy()
+        closing[self.vocab.index["BAR"]] = False
+        closing[self._ends] = False
+        closing[self.vocab.index["FILL"]] = False
+        if closing.any():
+            m &= closing
 
     def _control_next(self) -> int | None:
         """The requested control token due now: right after the bar's opener (BAR, or

@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meloformer.data.profile import CorpusProfile
-from meloformer.progress import Progress
 from meloformer.device import PRECISIONS, decode_dtype, resolve_device, use_cpu_threads
 from meloformer.generate.audio import attach_audio
 from meloformer.generate.conditions import (
@@ -33,6 +32,7 @@ from meloformer.hid.encode import encode_file
 from meloformer.hid.infill import Span, restore
 from meloformer.hid.vocab import Vocab
 from meloformer.io import json_ready
+from meloformer.progress import Progress
 from meloformer.train import SKILLS, load_learned, load_profile, load_trained
 
 

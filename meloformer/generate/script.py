@@ -36,6 +36,9 @@ class Free:
     track_bars: int | None = None
     """The run continues the track opened just before it, whose first `track_bars` bars the
     Forced run wrote; None: the run writes the conductor or whole tracks."""
+    sounding: bool = False
+    """Every track this run writes from its first bar plays in that bar (from scratch: a
+    song whose first bar is silent in every track went on silent, Controller._sounding)."""
 
 
 Segment = Forced | Free
@@ -60,12 +63,13 @@ def from_scratch(vocab: Vocab, instruments: Sequence[int] | None = None) -> Scri
         instruments: programs (0..127, 128 drums); None lets the model choose.
     """
     if not instruments:
-        return (Forced((BOS,)), Free(None))
+        return (Forced((BOS,)), Free(None, sounding=True))
     script: list[Segment] = [Forced((BOS,))]
     for program in sorted(instruments, key=track_sort_key):
         token = opener(vocab, program)
-        script += [Free(token, track_bars=0 if len(script) > 1 else None), Forced((token,))]
-    return (*script, Free(EOS, track_bars=0), Forced((EOS,)))
+        script += [Free(token, track_bars=0 if len(script) > 1 else None, sounding=True),
+                   Forced((token,))]
+    return (*script, Free(EOS, track_bars=0, sounding=True), Forced((EOS,)))
 
 
 def continuation(
