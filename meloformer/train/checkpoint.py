@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from meloformer.data.profile import CorpusProfile
+from meloformer.errors import UserError
 from meloformer.io import atomic_path, json_ready
 from meloformer.model.config import ModelConfig
 from meloformer.model.transformer import MeloFormer
@@ -27,7 +28,7 @@ FORMAT = "meloformer-checkpoint-1"
 LAST = "last.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file is missing, unreadable or of another format (the message names it)."""
 
 

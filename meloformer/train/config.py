@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from meloformer.device import PRECISIONS
+from meloformer.errors import ConfigError, check
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class TrainConfig:
     probability hid.controls.BAR_KEEP. 0 writes none (the plain rows)."""
 
     def __post_init__(self) -> None:
-        # Messages read "<field>: <rule>, got <value>" so the params layer can prefix "train.".
+        # ConfigError names the field: "params.yaml: train.<field>: ..." or "--<field>: ...".
         positive = ("max_seq_len", "batch_size", "gradient_accumulation_steps", "epochs",
                     "chunk_songs", "log_every", "save_every")
         for name in positive:
@@ -104,22 +105,17 @@ class TrainConfig:
         return tuple(sorted(out))
 
     def with_overrides(self, **changes: Any) -> TrainConfig:
-        """A copy with the non-None `changes` applied.
+        """A copy with the non-None `changes` applied (resolve with this config as the base).
 
         Raises:
-            ValueError: an unknown field name.
+            ConfigError: an unknown field name, or a value out of range.
         """
-        known = {f.name for f in fields(self)}
-        unknown = set(changes) - known
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown fields {sorted(unknown)}")
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        return resolve(None, changes, base=self)
 
 
 def _check(name: str, value: Any, ok: bool, rule: str) -> None:
-    """Raise ValueError("<name>: <rule>, got <value>") unless `ok`."""
-    if not ok:
-        raise ValueError(f"{name}: {rule}, got {value!r}")
+    """Raise ConfigError("<name>: <rule>, got <value>") unless `ok`."""
+    check(name, value, ok, rule)
 
 
 # Per-hardware overrides of TrainConfig. Sequence length x micro-batch is what fits in memory
@@ -136,31 +132,32 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def resolve(preset: str | None, written: dict[str, Any]) -> TrainConfig:
-    """The run's TrainConfig from params.yaml: defaults < the preset < the keys written.
+def resolve(preset: str | None = None, given: dict[str, Any] | None = None,
+            base: TrainConfig | None = None) -> TrainConfig:
+    """The run's TrainConfig: `base` (default TrainConfig()) < the preset < the keys given.
 
-    A preset supplies hardware defaults; a key given in `written` (params.yaml `train:`, None
-    entries meaning "not written") wins over it, so `dvc exp run -S train.batch_size=4` always
-    changes the batch whatever the preset.
+    The one resolver of every entry point (params.yaml `train:`, the seed CLI's flags). A
+    preset supplies hardware defaults; a key in `given` (None entries meaning "not given")
+    wins over it, so `dvc exp run -S train.batch_size=4` or `--batch_size 4` always changes
+    the batch whatever the preset. All layers apply at once, so only the result is checked.
 
     Raises:
-        ValueError: unknown preset, or a value out of range ("<field>: <rule>, got <value>").
+        ConfigError: unknown preset or field, or a value out of range ("<field>: <rule>,
+            got <value>").
     """
     if preset is not None and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    given = {k: v for k, v in written.items() if v is not None}
-    return TrainConfig(**{**(PRESETS[preset] if preset else {}), **given})
+        raise ConfigError("preset", f"unknown preset; known: {sorted(PRESETS)}", preset)
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    unknown = set(given) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ConfigError("TrainConfig", f"unknown fields {sorted(unknown)}")
+    return replace(base or TrainConfig(), **{**(PRESETS[preset] if preset else {}), **given})
 
 
 def preset_config(preset: str | None, base: TrainConfig | None = None) -> TrainConfig:
-    """`base` (default TrainConfig()) with a preset's overrides applied.
+    """resolve(preset, base=base): the name bench/ still calls (resolve is the one resolver).
 
     Raises:
-        ValueError: unknown preset name.
+        ConfigError: unknown preset name.
     """
-    base = base or TrainConfig()
-    if preset is None:
-        return base
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    return base.with_overrides(**PRESETS[preset])
+    return resolve(preset, base=base)
