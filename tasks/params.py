@@ -44,13 +44,14 @@ class ParamsError(UserError, ValueError):
     """params.yaml has an unknown key or a bad value: "<file>: <dotted key>: <rule>"."""
 
 
-def _optional_section(name: str, config: type, skip: tuple[str, ...], doc: str) -> type:
-    """A frozen dataclass with `config`'s init fields (less `skip`), each optional: None
-    means "not written" (the layer below decides)."""
-    hints = typing.get_type_hints(config)
+def _optional_section(name: str, source: type, skip: tuple[str, ...], doc: str,
+                      **methods: Any) -> type:
+    """A frozen dataclass with `source`'s init fields (less `skip`), each optional: None
+    means "not written" (the layer below decides); `methods` are added to it."""
+    hints = typing.get_type_hints(source)
     spec = [(f.name, hints[f.name] | None, field(default=None))
-            for f in dataclasses.fields(config) if f.init and f.name not in skip]
-    section = make_dataclass(name, spec, frozen=True)
+            for f in dataclasses.fields(source) if f.init and f.name not in skip]
+    section = make_dataclass(name, spec, frozen=True, namespace=methods)
     section.__doc__ = doc
     return section
 
@@ -63,7 +64,12 @@ ModelSection = _optional_section("ModelSection", ModelConfig, ("vocab_size",), "
 `model:` section: ModelConfig's fields (the data's vocabulary sets vocab_size), each optional
 (None: not written). A written key wins over `model_size`'s shape, else ModelConfig's default
 (docs/model.md states the attention rules), so `dvc exp run -S model.cross_window=2` is an
-experiment.""")
+experiment.""", config=lambda self, size: ModelConfig.from_name(size, **_written(self)))
+
+
+def _written(section: Any) -> dict[str, Any]:
+    """The keys of a section that params.yaml writes (not None)."""
+    return {k: v for k, v in dataclasses.asdict(section).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,7 @@ class Params:
 
     def model_config(self) -> ModelConfig:
         """The ModelConfig that runs: `model_size` with the keys written in `model:`."""
-        written = {k: v for k, v in dataclasses.asdict(self.model).items() if v is not None}
-        return ModelConfig.from_name(self.model_size, **written)
+        return self.model.config(self.model_size)
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
