@@ -19,24 +19,37 @@ class TrainConfig:
     """
 
     max_seq_len: int = 8192
+    """Longest row in tokens; longer songs train on a window of whole bars over all tracks."""
     batch_size: int = 8
     """Phase-3 micro-batch (rows per forward) on each process."""
     gradient_accumulation_steps: int = 6
+    """Micro-batches summed into one optimizer step."""
     learning_rate: float = 3e-4
+    """Peak AdamW learning rate (after warm-up, before the cosine decay)."""
     min_lr_ratio: float = 0.1
     """Cosine floor as a fraction of learning_rate."""
     warmup_steps: int = 200
+    """Optimizer steps of linear warm-up from 0 to learning_rate."""
     weight_decay: float = 0.1
+    """AdamW decay of the matrices (not norms, biases, embeddings)."""
     beta1: float = 0.9
+    """AdamW first-moment decay."""
     beta2: float = 0.95
+    """AdamW second-moment decay."""
     grad_clip: float = 1.0
+    """Clip the global gradient norm to this before each optimizer step."""
     epochs: int = 3
+    """Passes over the training split (unless max_steps stops earlier)."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run `epochs` epochs)."""
     num_workers: int = 8
+    """Loader processes from phase 2 on."""
     phase2_step: int = 20
+    """Phase 1 (micro-batch 1, no workers: compile warm-up) ends at this step."""
     phase3_step: int = 100
+    """Phase 2 (workers on) ends at this step; the target batch_size from here."""
     seed: int = 1337
+    """Seeds the weights and every epoch's song order (train.plan)."""
     buckets: tuple[float, ...] = (0.25, 0.5, 1.0)
     """Row lengths as fractions of max_seq_len (rounded up to a multiple of 128)."""
     pack: bool = False
@@ -56,7 +69,9 @@ class TrainConfig:
     """Start from this checkpoint's weights (fine-tuning): its vocabulary must match the
     data's; the optimizer, step count and run key start fresh. None: random weights."""
     log_every: int = 10
+    """Log the loss every this many optimizer steps."""
     save_every: int = 500
+    """Checkpoint every this many steps (and every save_every_s seconds)."""
     save_every_s: float = 300.0
     """Also checkpoint when this many seconds passed since the last save (0: off)."""
     max_bad_steps: int = 20
