@@ -29,7 +29,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     """Cosine floor as a fraction of learning_rate."""
     warmup_steps: int = 200
-    """Optimizer steps of linear warm-up from 0 to learning_rate."""
+    """Optimizer steps of linear warm-up to learning_rate (train.schedule)."""
     weight_decay: float = 0.1
     """AdamW decay of the matrices (not norms, biases, embeddings)."""
     beta1: float = 0.9
