@@ -193,3 +193,13 @@ def test_an_empty_checkpoint_gives_a_reason(tmp_path):
     with pytest.raises(SystemExit, match=r"empty\.pt: cannot load checkpoint: empty file \(0 "
                        r"bytes\)$"):
         main(["--checkpoint", str(tmp_path / "empty.pt"), "--out", str(tmp_path / "o")])
+
+
+def test_the_codec_command_loads_no_training_code():
+    """`python -m meloformer.hid` used to import the training loop (and torch) through
+    meloformer.cli just to catch errors."""
+    done = subprocess.run([sys.executable, "-c", "import sys, meloformer.hid.__main__; "
+                           "print(sorted(m for m in sys.modules if m == 'torch' or "
+                           "m.startswith(('meloformer.train', 'meloformer.generate'))))"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
