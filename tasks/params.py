@@ -53,6 +53,7 @@ def _optional_section(name: str, source: type, skip: tuple[str, ...], doc: str,
             for f in dataclasses.fields(source) if f.init and f.name not in skip]
     section = make_dataclass(name, spec, frozen=True, namespace=methods)
     section.__doc__ = doc
+    section.__module__ = __name__  # found by name, so Params pickles (Prefect, processes)
     return section
 
 

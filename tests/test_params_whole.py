@@ -133,3 +133,15 @@ def test_the_params_stage_says_it_in_one_line(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip() == "error: params.yaml: generate.n_bars: must be in 1..4096, got 0"
     assert not (tmp_path / "params.ok").exists()
+
+
+def test_params_pickle_with_their_generated_sections():
+    """TrainSection and ModelSection are generated; they are found by name, so Params crosses
+    process boundaries (Prefect task inputs, worker processes)."""
+    import pickle
+
+    from tasks.params import load_params
+
+    params = load_params(REPO / "params.yaml")
+    again = pickle.loads(pickle.dumps(params))
+    assert again == params and again.model_config() == params.model_config()
