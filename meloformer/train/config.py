@@ -89,28 +89,28 @@ class TrainConfig:
         positive = ("max_seq_len", "batch_size", "gradient_accumulation_steps", "epochs",
                     "chunk_songs", "log_every", "save_every")
         for name in positive:
-            _check(name, getattr(self, name), getattr(self, name) >= 1, "must be >= 1")
+            check(name, getattr(self, name), getattr(self, name) >= 1, "must be >= 1")
         for name in ("num_workers", "max_steps", "warmup_steps", "phase2_step", "max_bad_steps",
                      "save_every_s", "weight_decay", "grad_clip"):
-            _check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
-        _check("learning_rate", self.learning_rate, self.learning_rate > 0, "must be > 0")
-        _check("min_lr_ratio", self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1,
+            check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
+        check("learning_rate", self.learning_rate, self.learning_rate > 0, "must be > 0")
+        check("min_lr_ratio", self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1,
                "must be in [0, 1]")
         for name in ("infill_rate", "control_rate"):
             value = getattr(self, name)
-            _check(name, value, 0 <= value <= 1, "must be in [0, 1]")
-        _check("compile", self.compile, self.compile in (True, False, "auto"),
+            check(name, value, 0 <= value <= 1, "must be in [0, 1]")
+        check("compile", self.compile, self.compile in (True, False, "auto"),
                "must be true, false or auto")
-        _check("precision", self.precision, self.precision in PRECISIONS,
+        check("precision", self.precision, self.precision in PRECISIONS,
                f"must be one of {list(PRECISIONS)}")
-        _check("threads", self.threads, self.threads >= 0, "must be >= 0")
+        check("threads", self.threads, self.threads >= 0, "must be >= 0")
         for name in ("beta1", "beta2"):
-            _check(name, getattr(self, name), 0 <= getattr(self, name) < 1, "must be in [0, 1)")
-        _check("phase3_step", self.phase3_step, self.phase3_step >= self.phase2_step,
+            check(name, getattr(self, name), 0 <= getattr(self, name) < 1, "must be in [0, 1)")
+        check("phase3_step", self.phase3_step, self.phase3_step >= self.phase2_step,
                f"must be >= phase2_step ({self.phase2_step})")
         ok = bool(self.buckets) and sorted(self.buckets) == list(self.buckets) and \
             self.buckets[-1] == 1 and self.buckets[0] > 0
-        _check("buckets", list(self.buckets), ok, "must be ascending fractions in (0, 1] "
+        check("buckets", list(self.buckets), ok, "must be ascending fractions in (0, 1] "
                "ending in 1")
 
     def bucket_lengths(self) -> tuple[int, ...]:
@@ -126,11 +126,6 @@ class TrainConfig:
             ConfigError: an unknown field name, or a value out of range.
         """
         return resolve(None, changes, base=self)
-
-
-def _check(name: str, value: Any, ok: bool, rule: str) -> None:
-    """Raise ConfigError("<name>: <rule>, got <value>") unless `ok`."""
-    check(name, value, ok, rule)
 
 
 # Per-hardware overrides of TrainConfig. Sequence length x micro-batch is what fits in memory
