@@ -95,23 +95,23 @@ class TrainConfig:
             check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
         check("learning_rate", self.learning_rate, self.learning_rate > 0, "must be > 0")
         check("min_lr_ratio", self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1,
-               "must be in [0, 1]")
+              "must be in [0, 1]")
         for name in ("infill_rate", "control_rate"):
             value = getattr(self, name)
             check(name, value, 0 <= value <= 1, "must be in [0, 1]")
         check("compile", self.compile, self.compile in (True, False, "auto"),
-               "must be true, false or auto")
+              "must be true, false or auto")
         check("precision", self.precision, self.precision in PRECISIONS,
-               f"must be one of {list(PRECISIONS)}")
+              f"must be one of {list(PRECISIONS)}")
         check("threads", self.threads, self.threads >= 0, "must be >= 0")
         for name in ("beta1", "beta2"):
             check(name, getattr(self, name), 0 <= getattr(self, name) < 1, "must be in [0, 1)")
         check("phase3_step", self.phase3_step, self.phase3_step >= self.phase2_step,
-               f"must be >= phase2_step ({self.phase2_step})")
+              f"must be >= phase2_step ({self.phase2_step})")
         ok = bool(self.buckets) and sorted(self.buckets) == list(self.buckets) and \
             self.buckets[-1] == 1 and self.buckets[0] > 0
         check("buckets", list(self.buckets), ok, "must be ascending fractions in (0, 1] "
-               "ending in 1")
+              "ending in 1")
 
     def bucket_lengths(self) -> tuple[int, ...]:
         """Static row lengths T, ascending; the last is max_seq_len."""
