@@ -241,8 +241,9 @@ def _check_generate(params: Params, here: Path, where: str) -> None:
         resolve_conditions(located.request(script, n_bars).conditions, vocab)
     except (HIDError, OSError) as e:
         raise ParamsError(f"{where}: generate.prompt: {e}") from e
-    except ValueError as e:  # ModeError (infill), ConditionError (a control)
-        key = next((k for k in ("density", "polyphony") if str(e).startswith(k)), "infill")
+    except ValueError as e:  # ConditionError (a control), ModeError (the spans or tracks)
+        mode = "infill" if cfg.infill else "instruments"
+        key = next((k for k in ("density", "polyphony") if str(e).startswith(k)), mode)
         raise ParamsError(f"{where}: generate.{key}: {e}") from e
 
 

@@ -27,6 +27,7 @@ BAD = [
     ("generate.time_signature", "3-4", "expected NUMERATOR/DENOMINATOR"),
     ("generate.time_signature", "7/3", "not in the vocabulary"),
     ("generate.chords", ["Xmaj"], "not in the vocabulary"),
+    ("generate.instruments", [200], "program 200 outside 0..128"),
     ("generate.infill", ["0-1"], "expected TRACK:FIRST-LAST"),
     ("generate.infill", ["0:1-2"], "infill needs a prompt"),
     ("generate.prompt", "nope.mid", "no MIDI file at 'nope.mid'"),
