@@ -18,6 +18,7 @@ import mido
 import numpy as np
 import soundfile
 
+from meloformer.errors import UserError
 from meloformer.io import atomic_path
 
 SAMPLE_RATE = 44100
@@ -32,7 +33,7 @@ QUALITY = 0.3  # Vorbis quality 0..1 (soundfile's compression_level is 1 - quali
 BLOCK = 1 << 16  # frames rendered per buffer: memory stays flat for long songs
 
 
-class AudioError(Exception):
+class AudioError(UserError):
     """A MIDI file that is not rendered; `str(e)` names the file and the reason."""
 
     def __init__(self, path: Path | str, reason: str) -> None:

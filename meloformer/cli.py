@@ -1,6 +1,10 @@
-"""How every command line of the project ends: the project's typed errors (bad input, bad
-config, a missing or corrupt file) become one line on stderr and exit status 1; anything else
-is a bug and keeps its traceback. Ctrl-C exits 130 without a traceback."""
+"""How every command line of the project ends: a UserError (bad input, bad config, a request
+that cannot be honoured) or an OSError (a missing or unreadable file) becomes one line on
+stderr and a non-zero exit; anything else is a bug and keeps its traceback. A run stopped by a
+signal exits 128 + the signal; Ctrl-C elsewhere exits 130 without a traceback.
+
+This is the command layer: the library never imports it (meloformer.errors holds the types).
+"""
 
 from __future__ import annotations
 
@@ -8,44 +12,26 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from meloformer.audio import AudioError
-from meloformer.data.manifest import ManifestError
-from meloformer.data.pool import PreprocessError
-from meloformer.data.report import ValidationFailed
-from meloformer.data.shards import ShardError
-from meloformer.generate.conditions import ConditionError
-from meloformer.generate.constrain import GenerationError
-from meloformer.generate.script import ModeError
-from meloformer.hid.errors import HIDError
-from meloformer.train.checkpoint import CheckpointError
-from meloformer.train.loop import Interrupted
+from meloformer.errors import NothingDone, Stopped, UserError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    AudioError, CheckpointError, ConditionError, GenerationError, HIDError, ManifestError,
-    ModeError, PreprocessError, ShardError, ValidationFailed, FileNotFoundError,
-    NotADirectoryError, IsADirectoryError, PermissionError,
-)
+__all__ = ["NothingDone", "run_cli"]  # NothingDone: the command-line error commands raise
 
 
-class NothingDone(RuntimeError):
-    """A command found nothing usable (no files, all rejected); it must not exit 0."""
-
-
-def run_cli(fn: Callable[[], Any], *more: type[BaseException], code: int = 1) -> Any:
-    """Call `fn()`; on USER_ERRORS, NothingDone or `more`, print "error: ..." on stderr and
-    exit with `code` (SystemExit carries the message when code is 1).
+def run_cli(fn: Callable[[], Any], code: int = 1) -> Any:
+    """Call `fn()`; on a UserError or OSError print "error: ..." on stderr and exit with
+    `code` (SystemExit carries the message when code is 1).
 
     Returns what `fn` returned (a command's exit status when it is an int).
     """
     try:
         return fn()
-    except (*USER_ERRORS, NothingDone, *more) as e:
+    except (UserError, OSError) as e:
         message = f"error: {_text(e)}"
         if code == 1:
             sys.exit(message)
         print(message, file=sys.stderr)
         sys.exit(code)
-    except Interrupted as e:
+    except Stopped as e:
         print(f"stopped: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
     except KeyboardInterrupt:

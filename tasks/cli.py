@@ -1,15 +1,11 @@
-"""The end of every tasks.* and flows.* command: typed errors -> one line on stderr, exit 1."""
+"""The end of every tasks.* and flows.* command: meloformer.cli.run_cli (a UserError, the params
+stage's ParamsError included, or an OSError -> one line on stderr, exit 1).
+
+The tasks import meloformer.cli directly; this name stays for the flows that import it here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from meloformer.cli import run_cli
 
-from meloformer import cli
-from meloformer.train.loop import TooManyBadSteps
-from tasks.params import ParamsError
-
-
-def run_cli(fn: Callable[[], Any]) -> Any:
-    """meloformer.cli.run_cli with the params and training errors added."""
-    return cli.run_cli(fn, ParamsError, TooManyBadSteps)
+__all__ = ["run_cli"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prefect import task
 
+from meloformer.cli import run_cli
 from meloformer.data.config import DiscoverConfig
 from meloformer.data.discover import MANIFEST_FILE, DiscoverSummary
 from meloformer.data.discover import discover as run_discover
@@ -37,8 +38,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     args = ap.parse_args(argv)
-    cfg = load_params(args.params).discover
-    print(run_discover(args.input, args.out, cfg, base=Path.cwd()).line())
+
+    def run() -> None:
+        cfg = load_params(args.params).discover
+        print(run_discover(args.input, args.out, cfg, base=Path.cwd()).line())
+
+    run_cli(run)
 
 
 if __name__ == "__main__":

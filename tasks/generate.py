@@ -7,8 +7,8 @@ from pathlib import Path
 
 from prefect import task
 
+from meloformer.cli import run_cli
 from meloformer.generate.run import GenerateConfig, run_generate
-from tasks.cli import run_cli
 from tasks.params import PARAMS_FILE, load_params
 
 

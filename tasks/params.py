@@ -4,10 +4,14 @@
 tasks/ module. To add a section: add a field whose type is the section's frozen dataclass
 (nested dataclasses, tuples and scalars are converted recursively); nothing else changes.
 Unknown keys are errors, so a typo in params.yaml fails loudly instead of using a default.
+The `train:` and `model:` sections are generated from TrainConfig and ModelConfig (every
+field, null = not written), so a field added there is a params key at once.
 
 Every value is checked when the file is read (ranges too, the resolved TrainConfig and
-ModelConfig included), and `python -m tasks.params` runs that check as the first DVC stage,
-so a bad value stops `dvc repro` before any stage deletes its outs.
+ModelConfig included), and `python -m tasks.params` (`check`) also builds what each stage
+builds before it runs (the init_from checkpoint, the generate request against the
+vocabulary), so a value any stage would refuse stops `dvc repro` here, before any stage
+deletes its outs. Every refusal reads "<file>: <dotted key>: <rule>, got <value>".
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, make_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,58 +27,50 @@ import yaml
 from prefect import task
 
 from meloformer.data.config import DiscoverConfig, PreprocessConfig, ValidateConfig
+from meloformer.errors import ConfigError, UserError
 from meloformer.evaluate.evaluate import EvaluateConfig
-from meloformer.generate.run import GenerateConfig
+from meloformer.generate.conditions import ConditionError, Conditions
+from meloformer.generate.conditions import resolve as resolve_conditions
+from meloformer.generate.run import GenerateConfig, build_script
+from meloformer.hid.encode import vocab_for
+from meloformer.hid.errors import HIDError
 from meloformer.model.config import MODEL_SIZES, ModelConfig
 from meloformer.train.config import PRESETS, TrainConfig, resolve
 
 PARAMS_FILE = Path("params.yaml")
-_MODEL = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
 
 
-@dataclass(frozen=True)
-class ModelSection:
-    """The `model:` section: the attention rules and executor, applied on top of `model_size`.
-
-    Each field is the ModelConfig field of the same name, with its default (docs/model.md
-    states the rules), so `dvc exp run -S model.cross_window=2` is an experiment.
-    """
-
-    attention: str = _MODEL["attention"]
-    fine_offsets: tuple[int, ...] = _MODEL["fine_offsets"]
-    cross_window: int = _MODEL["cross_window"]
-    conductor_full: bool = _MODEL["conductor_full"]
-    summary_track_history: bool = _MODEL["summary_track_history"]
-    summarize_empty: bool = _MODEL["summarize_empty"]
-    type_rule: bool = _MODEL["type_rule"]
-
-    def __post_init__(self) -> None:
-        self.config("small")  # ModelConfig checks the values (ValueError -> ParamsError)
-
-    def config(self, size: str) -> ModelConfig:
-        """The ModelConfig of named size `size` with these rules."""
-        return ModelConfig.from_name(size, **dataclasses.asdict(self))
+class ParamsError(UserError, ValueError):
+    """params.yaml has an unknown key or a bad value: "<file>: <dotted key>: <rule>"."""
 
 
-class ParamsError(ValueError):
-    """params.yaml has an unknown key or a value of the wrong type (the message names it)."""
-
-
-def _train_section() -> type:
-    """The `train:` section: TrainConfig's fields, each optional (None: not written).
-
-    A written key wins over the preset; a key left null takes the preset's value, else
-    TrainConfig's default (meloformer.train.config.resolve).
-    """
-    hints = typing.get_type_hints(TrainConfig)
-    spec = [(f.name, hints[f.name] | None, field(default=None)) for f in dataclasses.fields(
-        TrainConfig)]
-    section = make_dataclass("TrainSection", spec, frozen=True)
-    section.__doc__ = _train_section.__doc__
+def _optional_section(name: str, source: type, skip: tuple[str, ...], doc: str,
+                      **methods: Any) -> type:
+    """A frozen dataclass with `source`'s init fields (less `skip`), each optional: None
+    means "not written" (the layer below decides); `methods` are added to it."""
+    hints = typing.get_type_hints(source)
+    spec = [(f.name, hints[f.name] | None, field(default=None))
+            for f in dataclasses.fields(source) if f.init and f.name not in skip]
+    section = make_dataclass(name, spec, frozen=True, namespace=methods)
+    section.__doc__ = doc
+    section.__module__ = __name__  # found by name, so Params pickles (Prefect, processes)
     return section
 
 
-TrainSection = _train_section()
+TrainSection = _optional_section("TrainSection", TrainConfig, (), """The `train:` section:
+TrainConfig's fields, each optional (None: not written). A written key wins over the preset;
+a key left null takes the preset's value, else TrainConfig's default (train.config.resolve).""")
+
+ModelSection = _optional_section("ModelSection", ModelConfig, ("vocab_size",), """The
+`model:` section: ModelConfig's fields (the data's vocabulary sets vocab_size), each optional
+(None: not written). A written key wins over `model_size`'s shape, else ModelConfig's default
+(docs/model.md states the attention rules), so `dvc exp run -S model.cross_window=2` is an
+experiment.""", config=lambda self, size: ModelConfig.from_name(size, **_written(self)))
+
+
+def _written(section: Any) -> dict[str, Any]:
+    """The keys of a section that params.yaml writes (not None)."""
+    return {k: v for k, v in dataclasses.asdict(section).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -97,24 +93,26 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def __post_init__(self) -> None:
-        """Check the cross-section values; errors read "<key>: <rule>, got <value>"."""
+        """Check the cross-section values (ConfigError keyed "model_size", "train.<field>",
+        "model.<field>")."""
         if self.model_size not in MODEL_SIZES:
-            raise ValueError(f"model_size: must be one of {sorted(MODEL_SIZES)}, "
-                             f"got {self.model_size!r}")
+            raise ConfigError("model_size", f"must be one of {sorted(MODEL_SIZES)}",
+                              self.model_size)
         if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"preset: must be null or one of {sorted(PRESETS)}, "
-                             f"got {self.preset!r}")
-        try:
-            self.train_config()
-        except ValueError as e:
-            raise ValueError(f"train.{e}") from e
+            raise ConfigError("preset", f"must be null or one of {sorted(PRESETS)}", self.preset)
+        for section, build_config in (("train", self.train_config),
+                                      ("model", self.model_config)):
+            try:
+                build_config()
+            except ConfigError as e:
+                raise e.rekeyed(f"{section}.{e.key}") from e
 
     def train_config(self) -> TrainConfig:
         """The TrainConfig that runs: defaults < preset < the keys written in `train:`."""
         return resolve(self.preset, dataclasses.asdict(self.train))
 
     def model_config(self) -> ModelConfig:
-        """The ModelConfig that runs: `model_size` with the `model:` rules."""
+        """The ModelConfig that runs: `model_size` with the keys written in `model:`."""
         return self.model.config(self.model_size)
 
 
@@ -128,25 +126,32 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     return build(Params, data, str(path))
 
 
+def _at(where: str, key: str) -> str:
+    """"<file>: <dotted key>" (where is the file, or the file and a key already)."""
+    return f"{where}.{key}" if ": " in where else f"{where}: {key}"
+
+
 def build(cls: type, data: Any, where: str) -> Any:
     """An instance of dataclass `cls` from a mapping, checking keys and value types.
 
     Args:
         cls: a dataclass type.
         data: the mapping read from YAML.
-        where: dotted location for error messages ("params.yaml:preprocess.hid").
+        where: the file, then the dotted key of the mapping ("params.yaml: preprocess.hid").
     """
     if not isinstance(data, dict):
         raise ParamsError(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ParamsError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
-    values = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    values = {k: _convert(hints[k], v, _at(where, k)) for k, v in data.items()}
     try:
         return cls(**values)
-    except ValueError as e:  # the dataclass's own range checks
+    except ConfigError as e:  # the dataclass's own range checks, naming its field
+        raise ParamsError(f"{_at(where, e.key)}: {e.reason}") from e
+    except ValueError as e:  # a check that names no field: the section is named
         raise ParamsError(f"{where}: {e}") from e
 
 
@@ -196,20 +201,50 @@ OK_TEXT = "params.yaml passed tasks.params\n"
 
 
 def check(path: Path, ok: Path | None = None) -> str:
-    """Load and check params file `path` (ParamsError on a bad value); write the marker `ok`
-    (constant content) when given. Returns a one-line summary of what will run."""
+    """Load params file `path` and build what every stage builds from it before it runs
+    (ParamsError on the first value a stage would refuse); then write the marker `ok`
+    (constant content) when given. Returns a one-line summary of what will run.
+
+    Files named in params (train.init_from, generate.prompt) are looked for beside `path`,
+    where the stages run.
+    """
     params = load_params(path)
     cfg, model = params.train_config(), params.model_config()
-    init = cfg.init_from and Path(path).parent / cfg.init_from  # stages run beside params.yaml
-    if init and not init.is_file():
+    here = Path(path).parent
+    if cfg.init_from and not (here / cfg.init_from).is_file():
         raise ParamsError(f"{path}: train.init_from: no checkpoint at {cfg.init_from!r} (null "
                           "trains from scratch)")
+    _check_generate(params, here, str(path))
     if ok is not None:
         ok.parent.mkdir(parents=True, exist_ok=True)
         ok.write_text(OK_TEXT)
     return (f"params: {path} ok (model {params.model_size}, {model.n_layer} layers; preset "
             f"{params.preset}: batch {cfg.batch_size} x accum {cfg.gradient_accumulation_steps} "
             f"at {cfg.max_seq_len} tokens)")
+
+
+def _check_generate(params: Params, here: Path, where: str) -> None:
+    """What the generate stage checks before sampling, in the vocabulary the pipeline trains
+    (preprocess.hid): each condition on its own (so the error names its key), then the
+    prompt, its infill spans and controls, and the whole request."""
+    cfg, vocab = params.generate, vocab_for(params.preprocess.hid)
+    for key in ("n_bars", "time_signature", "tempo", "chords"):
+        try:
+            resolve_conditions(Conditions(**{key: getattr(cfg, key)}), vocab)
+        except ConditionError as e:
+            raise ParamsError(f"{where}: generate.{key}: {e}") from e
+    if cfg.prompt is not None and not (here / cfg.prompt).is_file():
+        raise ParamsError(f"{where}: generate.prompt: no MIDI file at {cfg.prompt!r}")
+    located = replace(cfg, prompt=None if cfg.prompt is None else str(here / cfg.prompt))
+    try:
+        script, n_bars = build_script(vocab, located)
+        resolve_conditions(located.request(script, n_bars).conditions, vocab)
+    except (HIDError, OSError) as e:
+        raise ParamsError(f"{where}: generate.prompt: {e}") from e
+    except ValueError as e:  # ConditionError (a control), ModeError (the spans or tracks)
+        mode = "infill" if cfg.infill else "instruments"
+        key = next((k for k in ("density", "polyphony") if str(e).startswith(k)), mode)
+        raise ParamsError(f"{where}: generate.{key}: {e}") from e
 
 
 # The params stage as a Prefect task (flows/pipeline.py runs it first, like dvc.yaml).
@@ -224,17 +259,14 @@ def main(argv: list[str] | None = None) -> None:
     """
     import argparse
 
-    # Under `python -m tasks.params` this file is __main__: load through tasks.params so the
-    # ParamsError raised is the class run_cli catches.
-    from tasks import params as this
-    from tasks.cli import run_cli
+    from meloformer.cli import run_cli
 
     ap = argparse.ArgumentParser(prog="python -m tasks.params", description=main.__doc__)
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     ap.add_argument("--ok", type=Path, help="marker file to write when the check passes")
     args = ap.parse_args(argv)
 
-    print(run_cli(lambda: this.check(args.params, args.ok)))
+    print(run_cli(lambda: check(args.params, args.ok)))
 
 
 if __name__ == "__main__":

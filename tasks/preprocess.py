@@ -13,11 +13,11 @@ from pathlib import Path
 
 from prefect import task
 
-from meloformer.cli import NothingDone
+from meloformer.cli import run_cli
 from meloformer.data import preprocess as lib
 from meloformer.data.config import PreprocessConfig
 from meloformer.data.worker import ShardDone
-from tasks.cli import run_cli
+from meloformer.errors import NothingDone
 from tasks.params import PARAMS_FILE, load_params
 
 

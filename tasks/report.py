@@ -10,8 +10,8 @@ from pathlib import Path
 
 from prefect import task
 
+from meloformer.cli import run_cli
 from meloformer.report import build_page, copy_rolls
-from tasks.cli import run_cli
 
 METRIC_FILES = ("train.json", "eval.json", "samples.json")  # what train and evaluate write
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from prefect import task
 
+from meloformer.cli import run_cli
 from meloformer.data.config import ValidateConfig
-from meloformer.data.discover import DiscoverSummary, SummaryError, read_summary
-from meloformer.data.validate import ValidationFailed, ValidationReport
+from meloformer.data.discover import DiscoverSummary, read_summary
+from meloformer.data.validate import ValidationReport
 from meloformer.data.validate import validate as run_validate
 from tasks.params import PARAMS_FILE, load_params
 
@@ -36,12 +36,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--params", type=Path, default=PARAMS_FILE)
     args = ap.parse_args(argv)
-    try:
+
+    def run() -> None:
         discovered = read_summary(args.discover)
         report = run_validate(args.processed, load_params(args.params).validate, discovered)
-    except (SummaryError, ValidationFailed) as e:
-        sys.exit(str(e))
-    print(report.summary())
+        print(report.summary())
+
+    run_cli(run)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ def test_params_yaml_loads_and_every_dvc_param_key_exists():
         ("preprocess: {hid: {resolution: twelve}}", "preprocess.hid.resolution: expected int"),
         ("discover: {val_fraction: 0.7, test_fraction: 0.5}", "room for train"),
         ("preproces: {}", "unknown keys ['preproces']"),
-        ("model: {crosswindow: 2}", "params.yaml.model: unknown keys ['crosswindow']"),
-        ("model: {attention: fast}", "params.yaml.model: ModelConfig.attention: 'fast' not in"),
+        ("model: {crosswindow: 2}", "params.yaml: model: unknown keys ['crosswindow']"),
+        ("model: {attention: fast}", "params.yaml: model.attention: must be one of"),
         ("model: {fine_offsets: 4}", "model.fine_offsets: expected a list"),
     ],
 )

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from meloformer.errors import check
 from meloformer.hid.config import HIDConfig
 
 SPLITS = ("train", "val", "test")
@@ -30,16 +31,15 @@ class DiscoverConfig:
 
     def __post_init__(self) -> None:
         exts = tuple(e.lower() for e in self.extensions)
-        if not exts or any(not e.startswith(".") for e in exts):
-            raise ValueError(f"extensions must be non-empty and start with '.', got {exts}")
+        check("extensions", list(exts), bool(exts) and all(e.startswith(".") for e in exts),
+              "must be non-empty, each starting with '.'")
         object.__setattr__(self, "extensions", exts)
         for name in ("val_fraction", "test_fraction"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.val_fraction + self.test_fraction >= 1.0:
-            raise ValueError("val_fraction + test_fraction must leave room for train")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            check(name, getattr(self, name), 0.0 <= getattr(self, name) < 1.0,
+                  "must be in [0, 1)")
+        check("test_fraction", self.test_fraction, self.val_fraction + self.test_fraction < 1,
+              f"must leave room for train beside val_fraction ({self.val_fraction})")
+        check("workers", self.workers, self.workers >= 1, "must be >= 1")
 
     @property
     def split_fractions(self) -> dict[str, float]:
@@ -62,12 +62,9 @@ class PreprocessConfig:
     """Per-file time limit: a file still encoding after it is rejected as "timeout"."""
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
-        if self.shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        check("workers", self.workers, self.workers >= 1, "must be >= 1")
+        check("shard_size", self.shard_size, self.shard_size >= 1, "must be >= 1")
+        check("timeout_s", self.timeout_s, self.timeout_s > 0, "must be > 0")
 
     def content_hash(self) -> str:
         """Hash of every field that can change a shard's bytes (`workers` cannot)."""
@@ -87,7 +84,7 @@ class ValidateConfig:
     """Allowed |observed - expected| split share, on top of binomial noise (see validate.py)."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.max_reject_rate <= 1.0:
-            raise ValueError(f"max_reject_rate must be in [0, 1], got {self.max_reject_rate}")
-        if self.split_tolerance < 0:
-            raise ValueError(f"split_tolerance must be >= 0, got {self.split_tolerance}")
+        check("max_reject_rate", self.max_reject_rate, 0.0 <= self.max_reject_rate <= 1.0,
+              "must be in [0, 1]")
+        check("split_tolerance", self.split_tolerance, self.split_tolerance >= 0,
+              "must be >= 0")

@@ -22,13 +22,14 @@ import pandas as pd
 
 from meloformer.data.config import SPLITS, DiscoverConfig
 from meloformer.data.manifest import write_manifest
+from meloformer.errors import UserError
 from meloformer.io import write_json
 
 MANIFEST_FILE = "manifest.parquet"
 SUMMARY_FILE = "discover.json"
 
 
-class SummaryError(ValueError):
+class SummaryError(UserError, ValueError):
     """discover.json is missing, unreadable or lacks a field (the message names file and field)."""
 
 

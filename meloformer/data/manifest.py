@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meloformer.data.config import SPLITS
+from meloformer.errors import UserError
 from meloformer.io import atomic_path
 
 MANIFEST_SCHEMA = pa.schema(
@@ -25,7 +26,7 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest file that is missing columns or holds impossible values."""
 
 

@@ -20,12 +20,13 @@ from multiprocessing.connection import wait
 
 from meloformer.data.shards import sweep_temp
 from meloformer.data.worker import ShardDone, ShardTask, Slot, WorkerSetup, worker_main
+from meloformer.errors import UserError
 
 POLL_S = 0.2  # how often the parent checks deadlines when no worker reports
 MAX_UNATTRIBUTED_DEATHS = 2  # deaths outside any file (e.g. while writing) before giving up
 
 
-class PreprocessError(RuntimeError):
+class PreprocessError(UserError, RuntimeError):
     """The pool cannot finish: a shard failed in a way no single file explains."""
 
 

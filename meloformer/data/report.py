@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from meloformer.errors import UserError
 from meloformer.io import json_ready
 
 MAX_EXAMPLES = 5  # offending rows kept per failed expectation
@@ -125,7 +126,7 @@ class ValidationReport:
         }
 
 
-class ValidationFailed(Exception):
+class ValidationFailed(UserError):
     """The suite failed; the message names every failing batch and expectation."""
 
     def __init__(self, report: ValidationReport) -> None:

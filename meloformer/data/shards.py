@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from meloformer.errors import UserError
 from meloformer.hid.config import HIDConfig
 from meloformer.hid.song import META_FIELDS, Encoding
 from meloformer.hid.vocab import GLOBAL_PROGRAM, Vocab
@@ -268,7 +269,7 @@ def _list_array(arrays: Sequence[np.ndarray], dtype: np.dtype) -> pa.ListArray:
 COUNT_FIELDS = ("n_bars", "n_tracks", "n_notes")
 
 
-class ShardError(ValueError):
+class ShardError(UserError, ValueError):
     """A shard directory or file is missing or malformed (the message names it)."""
 
 

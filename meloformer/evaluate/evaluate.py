@@ -14,8 +14,9 @@ import numpy as np
 from meloformer.data.controls import read_control_bins
 from meloformer.data.crop import crop
 from meloformer.data.meta import meta_path, read_pitch_ranges
-from meloformer.data.shards import ShardReader, build_index
+from meloformer.data.shards import ShardError, ShardReader, build_index
 from meloformer.device import PRECISIONS, autocast_dtype, resolve_device, use_cpu_threads
+from meloformer.errors import check
 from meloformer.evaluate.continuation import continuation_metrics
 from meloformer.evaluate.loss import family_loss
 from meloformer.evaluate.memorisation import memorised_share, train_span_keys
@@ -42,20 +43,22 @@ class EvaluateConfig:
     max_tokens: int = 2048
     """Longer songs are cropped to a bar window of this many tokens (seeded)."""
     batch_size: int = 4
+    """Songs per validation forward pass."""
     max_distance: int = 16
     """Bar distances 1..T of the similarity curve and error."""
     seed: int = 0
     """Draws the validation subset and the crop windows."""
     device: str = "auto"
+    """auto = cuda when available, else cpu."""
     precision: str = "auto"
     """Autocast of the validation forward passes, as training's (meloformer.device)."""
 
     def __post_init__(self) -> None:
-        if min(self.max_songs, self.max_tokens, self.batch_size, self.max_distance) < 1:
-            raise ValueError(f"EvaluateConfig: sizes must be >= 1; got {self}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision: must be one of {list(PRECISIONS)}, "
-                             f"got {self.precision!r}")
+        # ConfigError names the field ("evaluate.max_songs" in params, "--max-songs" on the CLI)
+        for name in ("max_songs", "max_tokens", "batch_size", "max_distance"):
+            check(name, getattr(self, name), getattr(self, name) >= 1, "must be >= 1")
+        check("precision", self.precision, self.precision in PRECISIONS,
+              f"must be one of {list(PRECISIONS)}")
 
 
 def music_metrics(real: Sequence[Score], generated: Sequence[Score], vocab: Vocab,
@@ -179,7 +182,7 @@ def _steering(model, vocab: Vocab, processed: Path, songs: Sequence[Encoding],
     """The steering report on up to STEERING_SONGS val songs (1024-token windows)."""
     bins = read_control_bins(meta_path(processed))
     if bins is None:
-        raise ValueError(f"{meta_path(processed)}: no control_bins: rerun preprocess")
+        raise ShardError(f"{meta_path(processed)}: no control_bins: rerun preprocess")
     windows = cropped(songs[:STEERING_SONGS], 1024, seed)
     return steering_report(model, vocab, bins, windows, kinds, seed=seed)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from meloformer.errors import UserError
 from meloformer.hid.controls import level
 from meloformer.hid.infill import Span
 from meloformer.hid.timeline import tempo_bin
 from meloformer.hid.vocab import Family, Vocab
 
 
-class ConditionError(ValueError):
+class ConditionError(UserError, ValueError):
     """A condition names something the vocabulary cannot write (the message says which)."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from meloformer.errors import UserError
 from meloformer.generate.budget import growing, need, slack
 from meloformer.generate.conditions import Rules
 from meloformer.generate.script import Forced, Free, Script
@@ -15,7 +16,7 @@ from meloformer.hid.vocab import EOS, Family, Vocab
 F = Family
 
 
-class GenerationError(RuntimeError):
+class GenerationError(UserError, RuntimeError):
     """Constrained decoding reached a state with no legal token (the message says where)."""
 
 

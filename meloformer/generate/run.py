@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -9,6 +11,7 @@ from pathlib import Path
 
 from meloformer.data.profile import CorpusProfile
 from meloformer.device import PRECISIONS, decode_dtype, resolve_device, use_cpu_threads
+from meloformer.errors import ConfigError, check
 from meloformer.generate.audio import attach_audio
 from meloformer.generate.conditions import (
     ConditionError,
@@ -20,6 +23,7 @@ from meloformer.generate.generate import Request, generate
 from meloformer.generate.output import write_sample
 from meloformer.generate.sampling import SamplingConfig
 from meloformer.generate.script import (
+    ModeError,
     Script,
     add_track,
     continuation,
@@ -28,6 +32,7 @@ from meloformer.generate.script import (
     infill,
     token_budget,
 )
+from meloformer.hid.config import HIDConfig
 from meloformer.hid.encode import encode_file
 from meloformer.hid.infill import Span, restore
 from meloformer.hid.vocab import Vocab
@@ -35,24 +40,39 @@ from meloformer.io import json_ready
 from meloformer.progress import Progress
 from meloformer.train import SKILLS, load_learned, load_profile, load_trained
 
+MAX_BARS = HIDConfig.max_bars  # the codec's bound on bars per song (conditions.resolve
+# checks the checkpoint's own bound again)
+
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    """The `generate:` params section (one field per knob; None = the model decides)."""
+    """The `generate:` params section and the settings flags of `python -m meloformer.generate`
+    (one field per knob, its default the one default; None = the model decides)."""
 
-    n_samples: int = 4
+    n_samples: int = 1
+    """Songs to write (sample-000, sample-001, ...)."""
     temperature: float = 1.0
+    """Divides the logits; 0 = greedy."""
     top_k: int = 0
+    """Sample among the k most likely legal tokens (0 = all)."""
     top_p: float = 0.95
+    """Sample among the smallest set of legal tokens reaching this probability (1 = all)."""
     seed: int = 0
+    """Seeds the sampling (same seed, same checkpoint, same songs)."""
     n_bars: int | None = 16
+    """Bars of the song (1..4096, the codec's bound); None: the model ends it."""
     time_signature: str | None = None
+    """e.g. 3/4; None: the training data's most common meter (else the model chooses)."""
     tempo: float | None = None
+    """BPM; None: the training data's median tempo (else the model chooses)."""
     chords: tuple[str, ...] | None = None
+    """One chord label per bar, e.g. Cmaj,Amin (needs a vocabulary with chords)."""
     instruments: tuple[int, ...] | None = None
-    """Programs of the tracks to write from scratch (128 = drums); None = model's choice."""
-    max_tokens: int | None = 4096
-    """Cap on a sample's tokens; None: sized from the prompt (script.token_budget)."""
+    """Programs of the tracks to write from scratch, e.g. 128,33,0 (128 = drums); None: the
+    training data's instrumentation (else the model's choice)."""
+    max_tokens: int | None = None
+    """Cap on a sample's tokens; None: sized from the prompt (script.token_budget; 4096 from
+    scratch)."""
     device: str = "auto"
     """auto = cuda when available, else cpu."""
     compile: bool = False
@@ -69,28 +89,49 @@ class GenerateConfig:
     """Spans of the prompt to rewrite, "TRACK:FIRST-LAST" (0-based instrument track in
     canonical order, bars inclusive, e.g. "2:9-12"); None = off (docs/generation.md)."""
     density: tuple[str, ...] | None = None
-    """Per-bar note-density controls, "TRACK:FIRST-LAST=LEVEL" (e.g. "2:9-12=high")."""
+    """Per-bar note-density controls, "TRACK:FIRST-LAST=LEVEL" (e.g. "2:9-12=high"; LEVEL:
+    lowest low mid high highest, or 0..4)."""
     polyphony: tuple[str, ...] | None = None
-    """Per-bar polyphony controls, the same form."""
+    """Per-bar polyphony controls, the same form (e.g. "0:0-3=low")."""
     audio: bool = True
     """Also render each sample to <stem>.ogg (General MIDI, meloformer.audio)."""
 
     def __post_init__(self) -> None:
-        if self.n_samples < 1 or (self.max_tokens or 8) < 8 or self.threads < 0:
-            raise ValueError(f"GenerateConfig: need n_samples >= 1, max_tokens >= 8, "
-                             f"threads >= 0; got {self}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision: must be one of {list(PRECISIONS)}, "
-                             f"got {self.precision!r}")
+        # ConfigError names the field, so params.yaml and the command line can each name it
+        # their own way ("generate.n_bars", "--bars").
+        check("n_samples", self.n_samples, self.n_samples >= 1, "must be >= 1")
+        check("temperature", self.temperature, self.temperature >= 0, "must be >= 0")
+        check("top_k", self.top_k, self.top_k >= 0, "must be >= 0")
+        check("top_p", self.top_p, 0 < self.top_p <= 1, "must be in (0, 1]")
+        check("n_bars", self.n_bars, self.n_bars is None or 1 <= self.n_bars <= MAX_BARS,
+              f"must be in 1..{MAX_BARS}")
+        check("max_tokens", self.max_tokens, self.max_tokens is None or self.max_tokens >= 8,
+              "must be >= 8")
+        check("threads", self.threads, self.threads >= 0, "must be >= 0")
+        check("precision", self.precision, self.precision in PRECISIONS,
+              f"must be one of {list(PRECISIONS)}")
+        check("tempo", self.tempo, self.tempo is None or (
+            math.isfinite(self.tempo) and self.tempo > 0), "must be a positive BPM")
+        check("time_signature", self.time_signature, self.time_signature is None or
+              re.fullmatch(r"\s*\d+\s*/\s*\d+\s*", self.time_signature) is not None,
+              "expected NUMERATOR/DENOMINATOR, e.g. 3/4")
+        spans = []
         for text in self.infill or ():
-            Span.parse(text)  # ValueError naming the span
+            try:
+                spans.append(Span.parse(text))  # parsed here once; spans() returns them
+            except ValueError as e:
+                raise ConfigError("infill", str(e)) from e
+        object.__setattr__(self, "_spans", tuple(spans))
         for kind in ("density", "polyphony"):
             for text in getattr(self, kind) or ():
-                parse_control(text, kind)  # ConditionError (a ValueError) naming it
+                try:
+                    parse_control(text, kind)
+                except ValueError as e:
+                    raise ConfigError(kind, str(e)) from e
 
     def spans(self) -> list[Span]:
         """The infill spans (empty when infill is off)."""
-        return [Span.parse(text) for text in self.infill or ()]
+        return list(self._spans)  # type: ignore[attr-defined]
 
     def request(self, script: Script, n_bars: int | None,
                 programs: tuple[int, ...] | None = None) -> Request:
@@ -118,14 +159,14 @@ def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
         prompt = Path(cfg.prompt)
     if cfg.infill:
         if prompt is None or add_program is not None or prompt_bars is not None:
-            raise ValueError("infill needs a prompt MIDI (--prompt or generate.prompt) and "
+            raise ModeError("infill needs a prompt MIDI (--prompt or generate.prompt) and "
                              "no other mode (--add-track, --prompt-bars)")
         given = encode_file(prompt, vocab.config)
         _check_controls(cfg, {cell for span in cfg.spans() for cell in span.cells()})
         return infill(vocab, given, cfg.spans()), given.n_bars
     if prompt is None:
         if add_program is not None:
-            raise ValueError("add-track needs a prompt MIDI (the tracks to keep)")
+            raise ModeError("add-track needs a prompt MIDI (the tracks to keep)")
         return from_scratch(vocab, cfg.instruments), cfg.n_bars
     given = encode_file(prompt, vocab.config)
     if add_program is not None:

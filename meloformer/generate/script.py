@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from meloformer.errors import UserError
 from meloformer.hid.infill import Span, infill_layout
 from meloformer.hid.score import track_sort_key
 from meloformer.hid.song import Encoding
@@ -45,7 +46,7 @@ Segment = Forced | Free
 Script = tuple[Segment, ...]
 
 
-class ModeError(ValueError):
+class ModeError(UserError, ValueError):
     """A mode's inputs do not fit together (unknown program, too few bars...)."""
 
 

@@ -60,7 +60,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    body = json.loads(Path(args.input).read_text())
+    try:
+        body = json.loads(Path(args.input).read_text())
+    except json.JSONDecodeError as e:
+        raise HIDError(f"{args.input}: not a tokens JSON ({e})") from e
     vocab = vocab_for(HIDConfig())
     if body.get("vocab_hash", vocab.hash) != vocab.hash:
         raise HIDError(
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     command = {"check": cmd_check, "encode": cmd_encode, "decode": cmd_decode,
                "render": cmd_render}[args.cmd]
-    return run_cli(lambda: command(args), json.JSONDecodeError, code=2)
+    return run_cli(lambda: command(args), code=2)
 
 
 if __name__ == "__main__":

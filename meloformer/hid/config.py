@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from meloformer.errors import check
+
 
 @dataclass(frozen=True)
 class HIDConfig:
@@ -37,14 +39,14 @@ class HIDConfig:
     """Bound on MIDI events read per file."""
 
     def __post_init__(self) -> None:
-        if self.resolution < 1 or self.resolution > 96:
-            raise ValueError(f"resolution must be in 1..96, got {self.resolution}")
-        if self.velocity_bins < 1 or self.velocity_bins > 127:
-            raise ValueError(f"velocity_bins must be in 1..127, got {self.velocity_bins}")
-        if not 0 < self.tempo_min < self.tempo_max:
-            raise ValueError("need 0 < tempo_min < tempo_max")
-        if self.tempo_bins < 2:
-            raise ValueError("tempo_bins must be >= 2")
+        # ConfigError names the field: "params.yaml: preprocess.hid.<field>: ...".
+        check("resolution", self.resolution, 1 <= self.resolution <= 96, "must be in 1..96")
+        check("velocity_bins", self.velocity_bins, 1 <= self.velocity_bins <= 127,
+              "must be in 1..127")
+        check("tempo_min", self.tempo_min, self.tempo_min > 0, "must be > 0")
+        check("tempo_max", self.tempo_max, self.tempo_max > self.tempo_min,
+              f"must be > tempo_min ({self.tempo_min})")
+        check("tempo_bins", self.tempo_bins, self.tempo_bins >= 2, "must be >= 2")
 
     @property
     def max_positions(self) -> int:

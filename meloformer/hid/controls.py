@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from meloformer.errors import UserError
 from meloformer.hid.song import META_FIELDS, Encoding
 from meloformer.hid.vocab import BOS, CONTROL_BINS, EOS, Family, Vocab
 
@@ -35,7 +36,7 @@ LEVELS = ("lowest", "low", "mid", "high", "highest")  # names of bins 0..4 on th
 KINDS = {"density": Family.DENSITY, "polyphony": Family.POLYPHONY}
 
 
-class ControlError(ValueError):
+class ControlError(UserError, ValueError):
     """Bad control bins or request (the message names the field)."""
 
 

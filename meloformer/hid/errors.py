@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from meloformer.errors import UserError
 
-class HIDError(Exception):
+
+class HIDError(UserError):
     """Base class of every error the codec raises on purpose."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 
+from meloformer.errors import ConfigError, check
+
 ATTENTION_KINDS = ("auto", "flex", "sdpa", "dense")
 SUMMARY_ORDERS = ("auto", "bar", "track")
 
@@ -87,21 +89,21 @@ class ModelConfig:
     head_dim: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        if self.attention not in ATTENTION_KINDS:
-            raise ValueError(f"ModelConfig.attention: {self.attention!r} not in {ATTENTION_KINDS}")
-        if self.summary_order not in SUMMARY_ORDERS:
-            raise ValueError(
-                f"ModelConfig.summary_order: {self.summary_order!r} not in {SUMMARY_ORDERS}"
-            )
-        if self.n_embd % self.n_head:
-            raise ValueError(f"ModelConfig: n_embd {self.n_embd} not divisible by n_head")
-        if self.n_head % self.n_kv_head:
-            raise ValueError(f"ModelConfig: n_head {self.n_head} not divisible by n_kv_head")
+        # ConfigError names the field: "params.yaml: model.<field>: ..." or "--model <field>".
+        check("attention", self.attention, self.attention in ATTENTION_KINDS,
+              f"must be one of {list(ATTENTION_KINDS)}")
+        check("summary_order", self.summary_order, self.summary_order in SUMMARY_ORDERS,
+              f"must be one of {list(SUMMARY_ORDERS)}")
+        check("n_embd", self.n_embd, self.n_embd % self.n_head == 0,
+              f"must be divisible by n_head ({self.n_head})")
+        check("n_kv_head", self.n_kv_head, self.n_head % self.n_kv_head == 0,
+              f"must divide n_head ({self.n_head})")
         head_dim = self.n_embd // self.n_head
-        if head_dim % (2 * sum(self.rope_split)):
-            raise ValueError(f"ModelConfig.rope_split {self.rope_split} does not fit head_dim")
-        if any(o < 1 for o in self.fine_offsets) or self.cross_window < 0:
-            raise ValueError("ModelConfig: fine_offsets must be >= 1 and cross_window >= 0")
+        check("rope_split", self.rope_split, head_dim % (2 * sum(self.rope_split)) == 0,
+              f"must split head_dim ({head_dim}) into even parts")
+        check("fine_offsets", self.fine_offsets, all(o >= 1 for o in self.fine_offsets),
+              "must all be >= 1")
+        check("cross_window", self.cross_window, self.cross_window >= 0, "must be >= 0")
         object.__setattr__(self, "head_dim", head_dim)
         if self.intermediate_size == 0:
             object.__setattr__(
@@ -114,14 +116,14 @@ class ModelConfig:
         """A named size (MODEL_SIZES) with field overrides.
 
         Raises:
-            ValueError: unknown size name or unknown field.
+            ConfigError: unknown size name or unknown field.
         """
-        if name not in MODEL_SIZES:
-            raise ValueError(f"unknown model size {name!r}; known: {sorted(MODEL_SIZES)}")
+        check("model_size", name, name in MODEL_SIZES,
+              f"unknown model size; known: {sorted(MODEL_SIZES)}")
         known = {f.name for f in fields(cls) if f.init}
         unknown = set(overrides) - known
         if unknown:
-            raise ValueError(f"ModelConfig: unknown fields {sorted(unknown)}")
+            raise ConfigError("ModelConfig", f"unknown fields {sorted(unknown)}")
         return cls(**{**MODEL_SIZES[name], **overrides})
 
     def replace(self, **changes) -> ModelConfig:

@@ -14,24 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from meloformer.cli import run_cli
+from meloformer.errors import ConfigError
+from meloformer.flags import add_flags, as_flag, values
 from meloformer.model.config import MODEL_SIZES, ModelConfig
-from meloformer.train.config import PRESETS, TrainConfig, preset_config
+from meloformer.train.config import PRESETS, TrainConfig, resolve
 from meloformer.train.dist import shutdown
-from meloformer.train.loop import TooManyBadSteps, train
-
-# Flags that map one-to-one onto TrainConfig fields (default None = "not given").
-FLAGS: dict[str, type] = {
-    "max_seq_len": int, "batch_size": int, "gradient_accumulation_steps": int,
-    "learning_rate": float, "num_workers": int, "epochs": int, "max_steps": int,
-    "warmup_steps": int, "phase2_step": int, "phase3_step": int, "seed": int,
-    "log_every": int, "save_every": int, "max_bad_steps": int, "chunk_songs": int,
-    "infill_rate": float, "control_rate": float, "precision": str, "threads": int,
-    "init_from": str,
-}
+from meloformer.train.loop import train
 
 
 def build_parser(prog: str = "python -m meloformer.train") -> argparse.ArgumentParser:
-    """The seed's CLI plus --preset, --resume, --device, --model (ModelConfig overrides)."""
+    """The seed's CLI plus --preset, --resume, --device, --model (ModelConfig overrides), and
+    one flag per TrainConfig field (`--max_seq_len`, ...; not given: the preset's value, else
+    the field's default, which each flag's help states)."""
     ap = argparse.ArgumentParser(prog=prog, description="Train MeloFormer on HID shards.")
     ap.add_argument("--model_size", choices=sorted(MODEL_SIZES), default="small")
     ap.add_argument("--data_dir", type=Path, required=True, help="processed dir with shards/")
@@ -39,36 +33,48 @@ def build_parser(prog: str = "python -m meloformer.train") -> argparse.ArgumentP
     ap.add_argument("--preset", choices=sorted(PRESETS), default=None)
     ap.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    ap.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None)
-    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                    help="compile the blocks (default: wherever a compiler runs)")
     ap.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
                     help="ModelConfig override, e.g. --model attention=sdpa (repeatable)")
-    for name, kind in FLAGS.items():
-        ap.add_argument(f"--{name}", type=kind, default=None)
+    add_flags(ap.add_argument_group("training (TrainConfig; flags win over --preset)"),
+              TrainConfig, dashes=False, given_only=True)
     return ap
 
 
+def _flags() -> dict[str, str]:
+    """TrainConfig field -> its flag (the seed's spelling, "--max_seq_len")."""
+    return {f.name: f"--{f.name}" for f in fields(TrainConfig)}
+
+
 def train_config(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
-    """`base` with the preset, then every flag that was given, applied."""
-    cfg = preset_config(args.preset, base)
-    given = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
-    return cfg.with_overrides(**given)
+    """`base` (default TrainConfig()) < the preset < every flag that was given.
+
+    Raises:
+        ConfigError: naming the flag whose value is out of range.
+    """
+    flags = _flags()
+    try:
+        return resolve(args.preset, values(args, flags, drop_none=True), base)
+    except ConfigError as e:
+        raise as_flag(e, flags) from e
 
 
 def model_config(size: str, overrides: list[str]) -> ModelConfig:
     """ModelConfig.from_name(size) with FIELD=VALUE overrides (ints, floats, else strings).
 
     Raises:
-        ValueError: an override without '=' or naming an unknown field.
+        ConfigError: an override without '=', naming an unknown field, or out of range
+            (named as "--model FIELD").
     """
     parsed: dict[str, Any] = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--model {item!r}: expected FIELD=VALUE")
+            raise ConfigError("--model", "expected FIELD=VALUE", item)
         parsed[key] = _scalar(value)
-    return ModelConfig.from_name(size, **parsed)
+    try:
+        return ModelConfig.from_name(size, **parsed)
+    except ConfigError as e:
+        raise as_flag(e, {k: f"--model {k}" for k in parsed}) from e
 
 
 def _scalar(text: str) -> Any:
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             shutdown()
 
-    return run_cli(run, TooManyBadSteps, ValueError)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

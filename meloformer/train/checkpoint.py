@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from meloformer.data.profile import CorpusProfile
+from meloformer.errors import UserError
 from meloformer.io import atomic_path, json_ready
 from meloformer.model.config import ModelConfig
 from meloformer.model.transformer import MeloFormer
@@ -27,7 +28,7 @@ FORMAT = "meloformer-checkpoint-1"
 LAST = "last.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file is missing, unreadable or of another format (the message names it)."""
 
 
@@ -72,12 +73,15 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     CRC-32 of every record in it.
 
     Raises:
-        CheckpointError: missing file, damaged bytes (cut short, changed), content other than
-            tensors and plain containers, or a different format. The message is one line.
+        CheckpointError: missing or empty file, damaged bytes (cut short, changed), content
+            other than tensors and plain containers, or a different format. The message is
+            one line with a reason.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint")
+    if path.stat().st_size == 0:  # e.g. a copy or a save that never wrote a byte
+        raise CheckpointError(f"{path}: cannot load checkpoint: empty file (0 bytes)")
     check_archive(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from meloformer.device import PRECISIONS
+from meloformer.errors import ConfigError, check
 
 
 @dataclass(frozen=True)
@@ -18,24 +19,37 @@ class TrainConfig:
     """
 
     max_seq_len: int = 8192
+    """Longest row in tokens; longer songs train on a window of whole bars over all tracks."""
     batch_size: int = 8
     """Phase-3 micro-batch (rows per forward) on each process."""
     gradient_accumulation_steps: int = 6
+    """Micro-batches summed into one optimizer step."""
     learning_rate: float = 3e-4
+    """Peak AdamW learning rate (after warm-up, before the cosine decay)."""
     min_lr_ratio: float = 0.1
     """Cosine floor as a fraction of learning_rate."""
     warmup_steps: int = 200
+    """Optimizer steps of linear warm-up to learning_rate (train.schedule)."""
     weight_decay: float = 0.1
+    """AdamW decay of the matrices (not norms, biases, embeddings)."""
     beta1: float = 0.9
+    """AdamW first-moment decay."""
     beta2: float = 0.95
+    """AdamW second-moment decay."""
     grad_clip: float = 1.0
+    """Clip the global gradient norm to this before each optimizer step."""
     epochs: int = 3
+    """Passes over the training split (unless max_steps stops earlier)."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run `epochs` epochs)."""
     num_workers: int = 8
+    """Loader processes from phase 2 on."""
     phase2_step: int = 20
+    """Phase 1 (micro-batch 1, no workers: compile warm-up) ends at this step."""
     phase3_step: int = 100
+    """Phase 2 (workers on) ends at this step; the target batch_size from here."""
     seed: int = 1337
+    """Seeds the weights and every epoch's song order (train.plan)."""
     buckets: tuple[float, ...] = (0.25, 0.5, 1.0)
     """Row lengths as fractions of max_seq_len (rounded up to a multiple of 128)."""
     pack: bool = False
@@ -55,7 +69,9 @@ class TrainConfig:
     """Start from this checkpoint's weights (fine-tuning): its vocabulary must match the
     data's; the optimizer, step count and run key start fresh. None: random weights."""
     log_every: int = 10
+    """Log the loss every this many optimizer steps."""
     save_every: int = 500
+    """Checkpoint every this many steps (and every save_every_s seconds)."""
     save_every_s: float = 300.0
     """Also checkpoint when this many seconds passed since the last save (0: off)."""
     max_bad_steps: int = 20
@@ -69,33 +85,33 @@ class TrainConfig:
     probability hid.controls.BAR_KEEP. 0 writes none (the plain rows)."""
 
     def __post_init__(self) -> None:
-        # Messages read "<field>: <rule>, got <value>" so the params layer can prefix "train.".
+        # ConfigError names the field: "params.yaml: train.<field>: ..." or "--<field>: ...".
         positive = ("max_seq_len", "batch_size", "gradient_accumulation_steps", "epochs",
                     "chunk_songs", "log_every", "save_every")
         for name in positive:
-            _check(name, getattr(self, name), getattr(self, name) >= 1, "must be >= 1")
+            check(name, getattr(self, name), getattr(self, name) >= 1, "must be >= 1")
         for name in ("num_workers", "max_steps", "warmup_steps", "phase2_step", "max_bad_steps",
                      "save_every_s", "weight_decay", "grad_clip"):
-            _check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
-        _check("learning_rate", self.learning_rate, self.learning_rate > 0, "must be > 0")
-        _check("min_lr_ratio", self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1,
-               "must be in [0, 1]")
+            check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
+        check("learning_rate", self.learning_rate, self.learning_rate > 0, "must be > 0")
+        check("min_lr_ratio", self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1,
+              "must be in [0, 1]")
         for name in ("infill_rate", "control_rate"):
             value = getattr(self, name)
-            _check(name, value, 0 <= value <= 1, "must be in [0, 1]")
-        _check("compile", self.compile, self.compile in (True, False, "auto"),
-               "must be true, false or auto")
-        _check("precision", self.precision, self.precision in PRECISIONS,
-               f"must be one of {list(PRECISIONS)}")
-        _check("threads", self.threads, self.threads >= 0, "must be >= 0")
+            check(name, value, 0 <= value <= 1, "must be in [0, 1]")
+        check("compile", self.compile, self.compile in (True, False, "auto"),
+              "must be true, false or auto")
+        check("precision", self.precision, self.precision in PRECISIONS,
+              f"must be one of {list(PRECISIONS)}")
+        check("threads", self.threads, self.threads >= 0, "must be >= 0")
         for name in ("beta1", "beta2"):
-            _check(name, getattr(self, name), 0 <= getattr(self, name) < 1, "must be in [0, 1)")
-        _check("phase3_step", self.phase3_step, self.phase3_step >= self.phase2_step,
-               f"must be >= phase2_step ({self.phase2_step})")
+            check(name, getattr(self, name), 0 <= getattr(self, name) < 1, "must be in [0, 1)")
+        check("phase3_step", self.phase3_step, self.phase3_step >= self.phase2_step,
+              f"must be >= phase2_step ({self.phase2_step})")
         ok = bool(self.buckets) and sorted(self.buckets) == list(self.buckets) and \
             self.buckets[-1] == 1 and self.buckets[0] > 0
-        _check("buckets", list(self.buckets), ok, "must be ascending fractions in (0, 1] "
-               "ending in 1")
+        check("buckets", list(self.buckets), ok, "must be ascending fractions in (0, 1] "
+              "ending in 1")
 
     def bucket_lengths(self) -> tuple[int, ...]:
         """Static row lengths T, ascending; the last is max_seq_len."""
@@ -104,22 +120,12 @@ class TrainConfig:
         return tuple(sorted(out))
 
     def with_overrides(self, **changes: Any) -> TrainConfig:
-        """A copy with the non-None `changes` applied.
+        """A copy with the non-None `changes` applied (resolve with this config as the base).
 
         Raises:
-            ValueError: an unknown field name.
+            ConfigError: an unknown field name, or a value out of range.
         """
-        known = {f.name for f in fields(self)}
-        unknown = set(changes) - known
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown fields {sorted(unknown)}")
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-def _check(name: str, value: Any, ok: bool, rule: str) -> None:
-    """Raise ValueError("<name>: <rule>, got <value>") unless `ok`."""
-    if not ok:
-        raise ValueError(f"{name}: {rule}, got {value!r}")
+        return resolve(None, changes, base=self)
 
 
 # Per-hardware overrides of TrainConfig. Sequence length x micro-batch is what fits in memory
@@ -136,31 +142,32 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def resolve(preset: str | None, written: dict[str, Any]) -> TrainConfig:
-    """The run's TrainConfig from params.yaml: defaults < the preset < the keys written.
+def resolve(preset: str | None = None, given: dict[str, Any] | None = None,
+            base: TrainConfig | None = None) -> TrainConfig:
+    """The run's TrainConfig: `base` (default TrainConfig()) < the preset < the keys given.
 
-    A preset supplies hardware defaults; a key given in `written` (params.yaml `train:`, None
-    entries meaning "not written") wins over it, so `dvc exp run -S train.batch_size=4` always
-    changes the batch whatever the preset.
+    The one resolver of every entry point (params.yaml `train:`, the seed CLI's flags). A
+    preset supplies hardware defaults; a key in `given` (None entries meaning "not given")
+    wins over it, so `dvc exp run -S train.batch_size=4` or `--batch_size 4` always changes
+    the batch whatever the preset. All layers apply at once, so only the result is checked.
 
     Raises:
-        ValueError: unknown preset, or a value out of range ("<field>: <rule>, got <value>").
+        ConfigError: unknown preset or field, or a value out of range ("<field>: <rule>,
+            got <value>").
     """
     if preset is not None and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    given = {k: v for k, v in written.items() if v is not None}
-    return TrainConfig(**{**(PRESETS[preset] if preset else {}), **given})
+        raise ConfigError("preset", f"unknown preset; known: {sorted(PRESETS)}", preset)
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    unknown = set(given) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ConfigError("TrainConfig", f"unknown fields {sorted(unknown)}")
+    return replace(base or TrainConfig(), **{**(PRESETS[preset] if preset else {}), **given})
 
 
 def preset_config(preset: str | None, base: TrainConfig | None = None) -> TrainConfig:
-    """`base` (default TrainConfig()) with a preset's overrides applied.
+    """resolve(preset, base=base): the name bench/ still calls (resolve is the one resolver).
 
     Raises:
-        ValueError: unknown preset name.
+        ConfigError: unknown preset name.
     """
-    base = base or TrainConfig()
-    if preset is None:
-        return base
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    return base.with_overrides(**PRESETS[preset])
+    return resolve(preset, base=base)

@@ -26,6 +26,7 @@ from meloformer.data.meta import meta_path
 from meloformer.data.profile import read_profile
 from meloformer.data.shards import build_index
 from meloformer.device import autocast_dtype, compiler_missing, resolve_device, use_cpu_threads
+from meloformer.errors import Stopped, UserError
 from meloformer.io import json_ready
 from meloformer.model.config import ModelConfig
 from meloformer.model.transformer import MeloFormer
@@ -59,11 +60,11 @@ from meloformer.train.vocabulary import (
 )
 
 
-class TooManyBadSteps(RuntimeError):
+class TooManyBadSteps(UserError, RuntimeError):
     """More steps than TrainConfig.max_bad_steps had a non-finite loss or gradient."""
 
 
-class Interrupted(RuntimeError):
+class Interrupted(Stopped):
     """SIGINT or SIGTERM stopped the run after it wrote a checkpoint (`signum` says which)."""
 
     def __init__(self, message: str, signum: int) -> None:

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from meloformer.data.meta import meta_path
+from meloformer.errors import UserError
 from meloformer.hid.config import HIDConfig
 from meloformer.hid.encode import vocab_for
 from meloformer.hid.vocab import Vocab
 
 
-class VocabError(ValueError):
+class VocabError(UserError, ValueError):
     """meta.json missing or inconsistent, or shards of another vocabulary (names both)."""
 
 
