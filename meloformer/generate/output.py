@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from meloformer.errors import UserError
 from meloformer.generate.pianoroll import plot_pianoroll
 from meloformer.hid.decode import decode, parse_tokens
 from meloformer.hid.song import Encoding
@@ -51,14 +52,19 @@ def write_sample(song: Encoding, vocab: Vocab, out_dir: Path, stem: str,
     return paths
 
 
+class SampleError(UserError, ValueError):
+    """A sample file that is not what write_sample writes (the message names it)."""
+
+
 def read_sample_ids(path: Path) -> list[int]:
     """The token ids of a sample JSON written by write_sample.
 
     Raises:
-        ValueError: the file is not such a JSON (the message names it).
+        SampleError: the file is not such a JSON (the message names it).
     """
     try:
         record = json.loads(Path(path).read_text())
         return [int(i) for i in record["ids"]]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a generated-sample JSON ({e})") from e
+        raise SampleError(f"{path}: not a generated-sample JSON ({e})") from e
+
