@@ -1,6 +1,6 @@
 """Quality at equal compute: bits per note of MeloFormer against HID + dense and REMI + dense.
 
-    python bench/quality.py [--out runs/quality] [--steps 200] [--seeds 1337 7] [--json OUT]
+    python -m bench.quality [--out runs/quality] [--steps 200] [--seeds 1337 7] [--json OUT]
                             [--eval-dir DIR] [--gen-samples 4] [--quick]
 
 Three models of one size (`small`), trained here by one loop with the same optimizer (AdamW,
@@ -41,52 +41,45 @@ first writes step_times.json, start the second after it), each with --json, then
 
 from __future__ import annotations
 
-import sys
+import argparse
+import hashlib
+import io
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
-# Python put bench/ first on sys.path; move it last so a bench script's name cannot
-# shadow a standard-library module (tokenize.py once did).
-sys.path.append(sys.path.pop(0))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from common import CORPUS, REPO, SAMPLE, print_table, write_json  # noqa: E402
-from quality_remi import (  # noqa: E402
+from bench.common import CORPUS, REPO, SAMPLE, print_table, remi_tokenizer, write_json
+from bench.quality_remi import (
     REMI_FAMILIES,
     RemiTables,
     remi_encoding,
     remi_samples,
-    remi_tokenizer,
 )
-
-from meloformer.data.config import DiscoverConfig  # noqa: E402
-from meloformer.data.discover import find_midi  # noqa: E402
-from meloformer.data.meta import pitch_ranges  # noqa: E402
-from meloformer.evaluate.evaluate import music_metrics  # noqa: E402
-from meloformer.generate import Conditions, Request, SamplingConfig, from_scratch, generate  # noqa: E402
-from meloformer.hid import HIDConfig  # noqa: E402
-from meloformer.hid.decode import decode, parse_tokens  # noqa: E402
-from meloformer.hid.encode import encode_bytes, score_bytes, vocab_for  # noqa: E402
-from meloformer.hid.errors import HIDError  # noqa: E402
-from meloformer.hid.score import Score  # noqa: E402
-from meloformer.hid.song import Encoding  # noqa: E402
-from meloformer.hid.vocab import BOS, EOS, Family, Vocab  # noqa: E402
-from meloformer.model.batch import IGNORE, Batch  # noqa: E402
-from meloformer.model.config import ModelConfig  # noqa: E402
-from meloformer.model.transformer import MeloFormer  # noqa: E402
-from meloformer.train.config import TrainConfig  # noqa: E402
-from meloformer.train.optim import build_optimizer  # noqa: E402
+from meloformer.data.config import DiscoverConfig
+from meloformer.data.discover import find_midi
+from meloformer.data.meta import pitch_ranges
+from meloformer.evaluate.evaluate import music_metrics
+from meloformer.generate import Conditions, Request, SamplingConfig, from_scratch, generate
+from meloformer.hid import HIDConfig
+from meloformer.hid.decode import decode, parse_tokens
+from meloformer.hid.encode import encode_bytes, score_bytes, vocab_for
+from meloformer.hid.errors import HIDError
+from meloformer.hid.score import Score
+from meloformer.hid.song import Encoding
+from meloformer.hid.vocab import BOS, EOS, Family, Vocab
+from meloformer.model.batch import IGNORE, Batch
+from meloformer.model.config import ModelConfig
+from meloformer.model.transformer import MeloFormer
+from meloformer.train.config import TrainConfig
+from meloformer.train.optim import build_optimizer
 
 MODELS = {  # name -> (tokenisation, ModelConfig.attention)
     "hid-sparse": ("hid", "auto"),

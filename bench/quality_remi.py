@@ -1,4 +1,4 @@
-"""MidiTok REMI for bench/quality.py: the tokenizer as tokenize_speed.py configures it, its ids
+"""MidiTok REMI for bench/quality.py: its ids (the tokenizer of bench.common.remi_tokenizer)
 as an Encoding the same transformer reads, and a plain (uncached) sampler of REMI songs."""
 
 from __future__ import annotations
@@ -21,15 +21,6 @@ REMI_FAMILIES = ("Special", "Bar", "Position", "Pitch", "Velocity", "Duration", 
 
 
 # ---------------------------------------------------------------- REMI as an Encoding
-
-
-def remi_tokenizer():
-    """MidiTok REMI as tokenize_speed.py configures it (programs, tempos, time signatures)."""
-    import miditok
-
-    config = miditok.TokenizerConfig(use_programs=True, one_token_stream_for_programs=True,
-                                     use_tempos=True, use_time_signatures=True)
-    return miditok.REMI(config)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 training tokens on one corpus and compare their val bits/note (the reference run's recipe
 is picked from this table: docs/model.md).
 
-    python bench/sweep.py --data runs/dev/processed --out runs/sweep --tokens 400000 \\
+    python -m bench.sweep --data runs/dev/processed --out runs/sweep --tokens 400000 \\
         --config lr=1e-3 --config lr=2e-3 --config lr=2e-3,accum=4 --config lr=1e-3,len=2048
 
 Each --config is a comma list of lr=, len= (max_seq_len), batch=, accum=, warmup=; every
