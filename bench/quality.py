@@ -3,10 +3,12 @@
     python -m bench.quality [--out runs/quality] [--steps 200] [--seeds 1337 7] [--json OUT]
                             [--eval-dir DIR] [--gen-samples 4] [--quick]
 
-Three models of one size (`small`), trained here by one loop with the same optimizer (AdamW,
-weight decay 0.1 on matrices, clip 1.0), schedule (20 warm-up steps, then a constant 1e-3, so
-any point of a curve is a finished run of that length), batch (2 rows x 1024 tokens, the `cpu`
-preset) and data order (per step the same songs and the same start bar for every model):
+Three models of one size (`small`), trained here by one loop through the library's training
+step, optimizer and schedule (meloformer.train: step.train_step, optim.build_optimizer: AdamW,
+weight decay 0.1 on matrices, clip 1.0; schedule.lr_at with its floor at the peak: 20 warm-up
+steps, then a constant 1e-3, so any point of a curve is a finished run of that length), batch
+(2 rows x 1024 tokens, the `cpu` preset) and data order (per step the same songs and the same
+start bar for every model):
 
     (a) hid-sparse  HID + the shipped sparse rules (SDPA executor of the mask on CPU)
     (b) hid-dense   HID + plain causal attention
@@ -77,9 +79,13 @@ from meloformer.hid.song import Encoding
 from meloformer.hid.vocab import BOS, EOS, Family, Vocab
 from meloformer.model.batch import IGNORE, Batch
 from meloformer.model.config import ModelConfig
+from meloformer.model.plan import Planner
 from meloformer.model.transformer import MeloFormer
 from meloformer.train.config import TrainConfig
+from meloformer.train.loader import MicroBatch
 from meloformer.train.optim import build_optimizer
+from meloformer.train.schedule import lr_at
+from meloformer.train.step import LossModule, train_step
 
 MODELS = {  # name -> (tokenisation, ModelConfig.attention)
     "hid-sparse": ("hid", "auto"),
@@ -237,21 +243,21 @@ def step_batch(songs: list[Song], kind: str, step: int, seed: int, rows: int,
     return Batch.from_encodings(crops, length=length)
 
 
-def lr_at(step: int, peak: float, warmup: int) -> float:
-    """Linear warm-up, then constant: every curve point is a finished run of that length."""
-    return peak * min(1.0, (step + 1) / warmup)
+def constant_lr(step: int, peak: float, warmup: int) -> float:
+    """The library's schedule with its floor at the peak: linear warm-up, then constant, so
+    every curve point is a finished run of that length."""
+    return lr_at(step, peak, warmup, total=warmup, min_ratio=1.0)
 
 
-def train_step(model, opt, batch: Batch, lr: float, clip: float) -> float:
-    for group in opt.param_groups:
-        group["lr"] = lr
+def timed_step(model: MeloFormer, opt, batch: Batch, lr: float) -> tuple[float, float]:
+    """One optimizer step through the library's train_step (fp32 on the CPU, clip 1.0):
+    (loss, seconds). The seconds include the batch's mask plan, which the loader builds in
+    a training run: every model's step is timed the same way, plan included."""
     model.train()
-    loss = model.loss(batch)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    opt.step()
-    return float(loss.detach())
+    t0 = time.perf_counter()
+    micro = [MicroBatch(batch, Planner(model.cfg)(batch))]
+    loss = train_step(LossModule(model), opt, micro, lr, 1.0, torch.device("cpu")).loss
+    return loss, time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------- scoring
@@ -405,11 +411,9 @@ class Bench:
         times: dict[str, list[float]] = {n: [] for n in MODELS}
         for r in range(self.args.time_rounds + 1):
             for name, (model, opt) in runs.items():
-                batch = self.batch(name, 10_000 + r, 0)
-                t0 = time.perf_counter()
-                train_step(model, opt, batch, self.args.lr, 1.0)
+                _, seconds = timed_step(model, opt, self.batch(name, 10_000 + r, 0), self.args.lr)
                 if r:  # round 0 warms up
-                    times[name].append(time.perf_counter() - t0)
+                    times[name].append(seconds)
         result = {n: statistics.median(v) for n, v in times.items()}
         write_json(path, {"median": result, "rounds": times})
         return result
@@ -441,10 +445,9 @@ class Bench:
                              f"that this --steps needs and that run did not keep; pick --steps "
                              f"from its step-N.pt files or use a fresh --out")
         for step in range(start, stop):
-            t0 = time.perf_counter()
-            loss = train_step(model, opt, self.batch(name, step, seed),
-                              lr_at(step, self.args.lr, self.args.warmup), 1.0)
-            train_s += time.perf_counter() - t0
+            loss, seconds = timed_step(model, opt, self.batch(name, step, seed),
+                                       constant_lr(step, self.args.lr, self.args.warmup))
+            train_s += seconds
             done = step + 1
             if done % SAVE_EVERY == 0:
                 print(f"  {name} s{seed} step {done}/{stop} loss {loss:.3f} "
