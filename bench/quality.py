@@ -12,8 +12,9 @@ start bar for every model):
 
     (a) hid-sparse  HID + the shipped sparse rules (SDPA executor of the mask on CPU)
     (b) hid-dense   HID + plain causal attention
-    (c) remi-dense  MidiTok REMI (programs, tempos, time signatures: bench/tokenize_speed.py's
-                    configuration) + the same transformer, plain causal attention
+    (c) remi-dense  MidiTok REMI (programs, tempos, time signatures: the peer every bench
+                    uses, bench.common.remi_tokenizer) + the same transformer, plain causal
+                    attention
 
 The corpus (default ../shared/data/midi-dev) is split as discover splits it; songs whose HID
 token sequences are identical count once (the first by path keeps its split). A file either
