@@ -1,5 +1,5 @@
 """Attention-rule ablation: the same short training run under each rule variant, compared by
-validation loss (docs/model.md, "Rule ablation").
+validation loss (docs/results.md, "Rule ablation").
 
     python -m bench.ablation --data_dir DIR --out DIR [--steps 300] [--seeds 1337 7]
                              [--variants default conductor-window ...] [--json OUT]

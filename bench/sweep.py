@@ -1,6 +1,6 @@
 """A short sweep before a long run: train a few configurations for the same number of
 training tokens on one corpus and compare their val bits/note (the reference run's recipe
-is picked from this table: docs/model.md).
+is picked from this table: models/pretrained/MODEL_CARD.md).
 
     python -m bench.sweep --data runs/dev/processed --out runs/sweep --tokens 400000 \\
         --config lr=1e-3 --config lr=2e-3 --config lr=2e-3,accum=4 --config lr=1e-3,len=2048
