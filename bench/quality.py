@@ -62,6 +62,7 @@ import torch.nn.functional as F
 from bench.common import CORPUS, REPO, SAMPLE, print_table, remi_tokenizer, write_json
 from bench.quality_remi import (
     REMI_FAMILIES,
+    GenSettings,
     RemiTables,
     remi_encoding,
     remi_samples,
@@ -70,7 +71,7 @@ from meloformer.data.config import DiscoverConfig
 from meloformer.data.discover import find_midi
 from meloformer.data.meta import pitch_ranges
 from meloformer.evaluate.evaluate import music_metrics
-from meloformer.generate import Conditions, Request, SamplingConfig, from_scratch, generate
+from meloformer.generate import Conditions, Request, from_scratch, generate
 from meloformer.hid import HIDConfig
 from meloformer.hid.decode import decode, parse_tokens
 from meloformer.hid.encode import encode_bytes, score_bytes, vocab_for
@@ -293,23 +294,6 @@ def score(model: MeloFormer, windows: list[Encoding], notes: list[int], family_o
 
 
 # ---------------------------------------------------------------- generated vs real
-
-
-@dataclass(frozen=True)
-class GenSettings:
-    """One sampling setting for every model: `n_samples` songs from scratch (the model picks
-    the instruments), `bars` bars each, at most `max_tokens` tokens, drawn by
-    meloformer.generate.sampling.sample with this temperature, top_p and seed."""
-
-    n_samples: int = 4
-    bars: int = 4
-    max_tokens: int = 512
-    temperature: float = 1.0
-    top_p: float = 0.95
-    seed: int = 0
-
-    def sampling(self) -> SamplingConfig:
-        return SamplingConfig(self.temperature, 0, self.top_p, self.seed)
 
 
 def hid_samples(model: MeloFormer, vocab: Vocab, g: GenSettings) -> list[bytes | None]:
