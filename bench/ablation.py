@@ -1,7 +1,7 @@
 """Attention-rule ablation: the same short training run under each rule variant, compared by
-validation loss (docs/model.md, "Rule ablation").
+validation loss (docs/results.md, "Rule ablation").
 
-    python bench/ablation.py --data_dir DIR --out DIR [--steps 300] [--seeds 1337 7]
+    python -m bench.ablation --data_dir DIR --out DIR [--steps 300] [--seeds 1337 7]
                              [--variants default conductor-window ...] [--json OUT]
 
 DIR is a preprocessed dataset (`python -m meloformer.preprocess`); the dev corpus gives a
@@ -13,25 +13,19 @@ This measures quality, not speed: about 3.5 minutes a run on 2 CPU cores.
 
 from __future__ import annotations
 
-import sys
+import argparse
+from pathlib import Path
 
-# Python put bench/ first on sys.path; move it last so a bench script's name cannot
-# shadow a standard-library module (tokenize.py once did).
-sys.path.append(sys.path.pop(0))
+import torch
 
-import argparse  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-from common import print_table, write_json  # noqa: E402
-
-from meloformer.evaluate.evaluate import cropped, validation_songs  # noqa: E402
-from meloformer.evaluate.loss import family_loss  # noqa: E402
-from meloformer.hid import HIDConfig  # noqa: E402
-from meloformer.hid.encode import vocab_for  # noqa: E402
-from meloformer.model.config import ModelConfig  # noqa: E402
-from meloformer.train import load_model, train  # noqa: E402
-from meloformer.train.config import TrainConfig, preset_config  # noqa: E402
+from bench.common import print_table, write_json
+from meloformer.evaluate.evaluate import cropped, validation_songs
+from meloformer.evaluate.loss import family_loss
+from meloformer.hid import HIDConfig
+from meloformer.hid.encode import vocab_for
+from meloformer.model.config import ModelConfig
+from meloformer.train import load_model, train
+from meloformer.train.config import TrainConfig, resolve
 
 # ModelConfig overrides of each variant ("default" is the shipped configuration).
 VARIANTS: dict[str, dict] = {
@@ -52,7 +46,7 @@ def run(name: str, seed: int, args) -> Path:
         base = TrainConfig(
             max_steps=args.steps, epochs=1000, learning_rate=1e-3, warmup_steps=20, seed=seed
         )
-        cfg = preset_config("cpu", base)
+        cfg = resolve("cpu", base=base)
         model_cfg = ModelConfig.from_name(args.size, **VARIANTS[name])
         train(cfg, model_cfg, Path(args.data_dir), out, device="cpu")
     return checkpoint

@@ -1,7 +1,7 @@
 """Attention benchmark: MeloFormer's sparse attention (compiled flex + BlockMask, bar-major)
 against dense causal SDPA, on real multitrack songs, with block densities.
 
-    python bench/attention.py [--device cpu|cuda] [--json OUT]
+    python -m bench.attention [--device cpu|cuda] [--json OUT]
 
 CPU: forward only (flex has no CPU backward). CUDA: forward + backward, bf16.
 density = non-empty blocks / causal blocks of T (summary rows and columns included), split
@@ -20,30 +20,25 @@ on CPU; --ceiling on CUDA (one more compile per row, which bench/gpu.sh's budget
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import sys
+import time
 
-# Python put bench/ first on sys.path; move it last so a bench script's name cannot
-# shadow a standard-library module (tokenize.py once did).
-sys.path.append(sys.path.pop(0))
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask, noop_mask
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from common import load_songs, print_table, real_batch, timeit, write_json  # noqa: E402
-from torch.nn.attention.flex_attention import BlockMask, noop_mask  # noqa: E402
-
-from meloformer.model.attention import (  # noqa: E402
+from bench.common import load_songs, print_table, real_batch, timeit, write_json
+from meloformer.model.attention import (
     flex_block_size,
     flex_compiled,
     summary_order,
 )
-from meloformer.model.block_mask import from_block_maps, segment_dense_mask  # noqa: E402
-from meloformer.model.config import ModelConfig  # noqa: E402
-from meloformer.model.masks import mask_features, meloformer_mask  # noqa: E402
-from meloformer.model.plan import block_mask, build_plan  # noqa: E402
+from meloformer.model.block_mask import from_block_maps, segment_dense_mask
+from meloformer.model.config import ModelConfig
+from meloformer.model.masks import mask_features, meloformer_mask
+from meloformer.model.plan import block_mask, build_plan
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 COLUMNS = [

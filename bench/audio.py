@@ -1,6 +1,6 @@
 """Audio rendering speed and size (meloformer.audio), scaled to 16 bars at 120 bpm (32 s).
 
-    python bench/audio.py [FOLDER ...] [--max-files 20]
+    python -m bench.audio [FOLDER ...] [--max-files 20]
 
 Renders each MIDI of the folders (default: the bundled sample) to a temp OGG and prints one row
 per file: its length, render time (synthesis + Vorbis encoding, one process, one thread) and
@@ -10,17 +10,13 @@ with the load average, since a busy machine slows the render.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
 
-sys.path.append(sys.path.pop(0))  # bench/ last: no shadowing of standard-library names
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from meloformer.audio import AudioError, render_midi  # noqa: E402
+from meloformer.audio import AudioError, render_midi
 
 BARS_16_AT_120 = 32.0  # seconds of 16 bars of 4/4 at 120 bpm
 

@@ -1,4 +1,5 @@
-"""Shared benchmark helpers: real-song layouts from the dev corpus, timing, table and JSON."""
+"""Shared benchmark helpers: real-song layouts from the dev corpus, the REMI peer's
+configuration, timing, table and JSON."""
 
 from __future__ import annotations
 
@@ -65,6 +66,17 @@ def load_songs(names: Sequence[str] = SONGS, fallback: int = 12) -> list[Encodin
     if not sample:
         raise FileNotFoundError(f"no benchmark songs under {CORPUS} or {SAMPLE}")
     return sorted(sample, key=len, reverse=True)[:fallback]
+
+
+def remi_tokenizer():
+    """MidiTok REMI configured as a fair peer of HID, the one configuration every bench
+    compares against: programs in one token stream, tempos and time signatures on (the
+    `bench` extra installs miditok)."""
+    import miditok
+
+    config = miditok.TokenizerConfig(use_programs=True, one_token_stream_for_programs=True,
+                                     use_tempos=True, use_time_signatures=True)
+    return miditok.REMI(config)
 
 
 def crop_bars(song: Encoding, max_tokens: int) -> Encoding:

@@ -1,7 +1,6 @@
 """Decoding speed of the small model: KV cache vs full re-forward, at 1k and 2k context.
 
-    python bench/generate.py [--json OUT] [--device cpu|cuda] [--batch 1] [--steps 64]
-                             [--compare-legacy --repeats 3]
+    python -m bench.generate [--json OUT] [--device cpu|cuda] [--batch 1] [--steps 64]
 
 Each row: prefill a real multitrack song's first C tokens, then decode the next tokens of the
 same song one at a time (teacher forcing: the model work of generation, without the sampling
@@ -9,46 +8,35 @@ choices) with the cache, and the same steps by re-running the whole model (the o
 Museformer's). Both paths run in this process on the same weights; the table prints them side
 by side with the speedup. A last row times end-to-end constrained sampling from scratch.
 
---compare-legacy also times the cached step as it was before decoding went through the model's
-own Block.forward (bench/legacy_step.py, a frozen copy), on the same rows, cache and weights;
-the two steps run interleaved (`--repeats` rounds, order alternating) and the table gives the
-median of each, so a slowdown of the refactor shows in one run on one (noisy) machine.
+The step before decoding went through the model's own Block.forward (a frozen copy, removed
+since) was measured against it: docs/results.md "Decoding".
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import resource
 import sys
+import time
+from pathlib import Path
 
-# Python put bench/ first on sys.path; move it last so a bench script's name cannot
-# shadow a standard-library module (tokenize.py once did).
-sys.path.append(sys.path.pop(0))
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from common import write_json  # noqa: E402
-from legacy_step import CellTracker as LegacyTracker  # noqa: E402
-from legacy_step import run_rows as legacy_step  # noqa: E402
-
-from meloformer.generate import (  # noqa: E402
+from bench.common import write_json
+from meloformer.generate import (
     Conditions,
     Request,
     SamplingConfig,
     from_scratch,
     generate,
 )
-from meloformer.generate import cache as cache_module  # noqa: E402
-from meloformer.generate.generate import Cached, FullForward  # noqa: E402
-from meloformer.generate.step import forward_rows  # noqa: E402
-from meloformer.hid import HIDConfig  # noqa: E402
-from meloformer.hid.encode import encode_file, vocab_for  # noqa: E402
-from meloformer.model import MeloFormer, ModelConfig  # noqa: E402
+from meloformer.generate import cache as cache_module
+from meloformer.generate.generate import Cached, FullForward
+from meloformer.hid import HIDConfig
+from meloformer.hid.encode import encode_file, vocab_for
+from meloformer.model import MeloFormer, ModelConfig
 
 SONG = Path(__file__).resolve().parents[1] / "tests/fixtures/miditok_multitrack_drums.mid"
 # The longest song of the dev corpus (227 bars, 10 tracks, 24,530 tokens): --long contexts.
@@ -74,24 +62,6 @@ def timed_steps(source, ids: np.ndarray, meta: np.ndarray, context: int, steps: 
         source.decode_one_token(ids[:, i : i + 1], meta[:, i : i + 1])
     sync(device)
     return steps * ids.shape[0] / (time.perf_counter() - t0)
-
-
-def new_vs_legacy(model: MeloFormer, ids: np.ndarray, meta: np.ndarray, context: int,
-                  steps: int, compile: bool, repeats: int, device: torch.device
-                  ) -> tuple[float, float]:
-    """Median tokens/s of the current step (forward_rows) and the legacy one, each timed
-    `repeats` times, interleaved with the order alternating (machine noise hits both)."""
-    length = context + steps + 3
-    times: dict[str, list[float]] = {"new": [], "legacy": []}
-    for r in range(repeats):
-        order = [("new", forward_rows), ("legacy", legacy_step)]
-        for name, step in order if r % 2 == 0 else order[::-1]:
-            source = Cached(model, ids.shape[0], length, length // 2 + 1, compile=compile,
-                            step=step)
-            if name == "legacy":  # the old incremental cell bookkeeping too
-                source.trackers = [LegacyTracker() for _ in source.trackers]
-            times[name].append(timed_steps(source, ids, meta, context, steps, device))
-    return statistics.median(times["new"]), statistics.median(times["legacy"])
 
 
 def cached_vs_full(model: MeloFormer, ids: np.ndarray, meta: np.ndarray, context: int,
@@ -189,9 +159,6 @@ def main() -> None:
     ap.add_argument("--contexts", default="1024,2048")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--compile", action="store_true", help="compiled decode step (GPU)")
-    ap.add_argument("--compare-legacy", action="store_true",
-                    help="also time the pre-refactor step (bench/legacy_step.py), interleaved")
-    ap.add_argument("--repeats", type=int, default=3, help="rounds of --compare-legacy")
     ap.add_argument("--long", default="",
                     help="also prefill/decode at these contexts of the corpus's longest song, "
                          "e.g. 8192,16384,25000 (needs ../shared/data/midi-dev)")
@@ -219,18 +186,13 @@ def main() -> None:
         print(f"cached decode vs full forward: max |diff| / max |logit| = {rel:.2e} "
               f"(tolerance {tol:.0e}): {'ok' if check['ok'] else 'FAILED'}")
     for context in (int(c) for c in args.contexts.split(",")):
-        legacy = None
-        if args.compare_legacy:
-            fast, legacy = new_vs_legacy(model, ids, meta, context, args.steps, args.compile,
-                                         args.repeats, device)
-        else:
-            length = context + args.steps + 3
-            cached = Cached(model, args.batch, length, length // 2 + 1, compile=args.compile)
-            fast = timed_steps(cached, ids, meta, context, args.steps, device)
+        length = context + args.steps + 3
+        cached = Cached(model, args.batch, length, length // 2 + 1, compile=args.compile)
+        fast = timed_steps(cached, ids, meta, context, args.steps, device)
         slow = timed_steps(FullForward(model, "sdpa"), ids, meta, context, args.full_steps,
                            device, warmup=1)
         rows.append({"context": context, "cached_tok_s": fast, "full_tok_s": slow,
-                     "speedup": fast / slow, "legacy_tok_s": legacy})
+                     "speedup": fast / slow})
     long_rows = None
     if args.long:
         if LONG_SONG.exists():
@@ -245,14 +207,9 @@ def main() -> None:
               "end_to_end_tok_s": e2e, "check": check, "long": long_rows}
     print(f"small, {device} ({args.dtype}), batch {args.batch}, compile {args.compile}, "
           f"{torch.get_num_threads()} threads")
-    legacy = args.compare_legacy
-    print(f"{'context':>8}" + (f" {'legacy tok/s':>13}" if legacy else "")
-          + f" {'cached tok/s':>13}" + (f" {'new/legacy':>10}" if legacy else "")
-          + f" {'full tok/s':>11} {'speedup':>8}")
+    print(f"{'context':>8} {'cached tok/s':>13} {'full tok/s':>11} {'speedup':>8}")
     for r in rows:
-        old = (f" {r['legacy_tok_s']:>13.1f}" if legacy else "")
-        ratio = (f" {r['cached_tok_s'] / r['legacy_tok_s']:>9.2f}x" if legacy else "")
-        print(f"{r['context']:>8}{old} {r['cached_tok_s']:>13.1f}{ratio} "
+        print(f"{r['context']:>8} {r['cached_tok_s']:>13.1f} "
               f"{r['full_tok_s']:>11.2f} {r['speedup']:>7.1f}x")
     print(f"end-to-end constrained sampling from scratch: {e2e:.1f} tok/s")
     if long_rows:
@@ -274,10 +231,6 @@ def summary(report: dict) -> list[dict]:
     rows = [{"bench": "generate", "case": f"{case} ctx {r['context']}",
              "sparse": r["cached_tok_s"], "baseline": r["full_tok_s"], "unit": "tok/s",
              "speedup": r["speedup"]} for r in report["rows"]]
-    rows += [{"bench": "generate", "case": f"{case} ctx {r['context']} step vs legacy",
-              "sparse": r["cached_tok_s"], "baseline": r["legacy_tok_s"], "unit": "tok/s",
-              "speedup": r["cached_tok_s"] / r["legacy_tok_s"]}
-             for r in report["rows"] if r.get("legacy_tok_s")]
     if report["check"]:  # "speedup" here = tolerance / error: >= 1 passes
         c = report["check"]
         rows.append({"bench": "generate", "case": f"{case} cached==full {report['dtype']} "

@@ -1,9 +1,9 @@
 """Infilling and per-bar controls of a trained checkpoint, in one table.
 
-    python bench/infill.py --checkpoint runs/ic/checkpoints/last.pt --processed DIR
+    python -m bench.infill --checkpoint runs/ic/checkpoints/last.pt --processed DIR
                            [--songs 16] [--seed 0] [--json OUT]
 
-1. Infill quality (meloformer/evaluate/infill.py): one random span (1-4 bars around a note)
+1. Infill quality (bench/infill_eval.py): one random span (1-4 bars around a note)
    per val song (each cropped to a 1024-token window of whole bars, seeded), its notes scored
    as a fill with the whole song as context and without it (the conductor and the span alone);
    bits per note summed over songs, and the share of spans the context helps.
@@ -14,31 +14,27 @@
    teacher-forced bits saved by the true bin on bars whose bin changed vs stayed.
 3. Music-metric gap: one random span per val song (the song's first bars that fit 1024
    tokens), filled by the model (top-p 0.95, as generate samples); per metric the mean
-   over the real spans, over the filled ones, and |gap| (evaluate/infill.py
+   over the real spans, over the filled ones, and |gap| (bench/infill_eval.py
    fill_metric_gap).
 One process; CPU timings are not the point here.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+from pathlib import Path
 
-sys.path.append(sys.path.pop(0))  # bench/ last: its script names must not shadow modules
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from common import print_table, write_json  # noqa: E402
-
-from meloformer.data.controls import read_control_bins  # noqa: E402
-from meloformer.data.crop import crop  # noqa: E402
-from meloformer.data.shards import ShardReader, build_index  # noqa: E402
-from meloformer.evaluate.infill import fill_metric_gap, infill_quality  # noqa: E402
-from meloformer.evaluate.steering import steering_report  # noqa: E402
-from meloformer.generate.script import first_bars  # noqa: E402
-from meloformer.train.checkpoint import load_trained  # noqa: E402
+from bench.common import print_table, write_json
+from bench.infill_eval import fill_metric_gap, infill_quality
+from meloformer.data.controls import read_control_bins
+from meloformer.data.crop import crop
+from meloformer.data.shards import ShardReader, build_index
+from meloformer.evaluate.steering import steering_report
+from meloformer.generate.script import first_bars
+from meloformer.train.checkpoint import load_trained
 
 
 def val_songs(processed: Path, n: int, seed: int) -> list:

@@ -1,37 +1,31 @@
 """Preprocessing throughput with 1 and 2 workers, beside MidiTok REMI on the same files.
 
-    python bench/preprocess.py [DIR] [--json OUT] [--repeat N] [--shard-size N]
+    python -m bench.preprocess [DIR] [--json OUT] [--repeat N] [--shard-size N]
 
 Times the whole preprocess stage (pool start, encoding, shard writing, finalize) on a manifest
 of DIR (default: the dev corpus), once per worker count, into fresh output directories. The
-baseline, in the same process: read each file, symusic parse, MidiTok REMI (programs in one
-stream, tempos and time signatures on, as bench/tokenize_speed.py). Targets: 2 workers >= 1.8x the
-files/s of 1; 1-worker notes/s >= REMI's. On a shared host other jobs take cores and the
-scaling figure with them, so the bench also prints the load and the scaling a trivially
-parallel CPU loop gets on this machine at the same time (the ceiling for any pool).
+baseline, in the same process: read each file, symusic parse, MidiTok REMI
+(bench.common.remi_tokenizer). Targets: 2 workers >= 1.8x the files/s of 1; 1-worker
+notes/s >= REMI's. On a shared host other jobs take cores and the scaling figure with them,
+so the bench also prints the load and the scaling a trivially parallel CPU loop gets on this
+machine at the same time (the ceiling for any pool).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
-# Run as a script, bench/ leads sys.path, where a script named like a stdlib module (as
-# tokenize.py once was) would shadow it for linecache: take bench/ off the path first.
-if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from meloformer.data.config import DiscoverConfig, PreprocessConfig  # noqa: E402
-from meloformer.data.discover import MANIFEST_FILE, discover  # noqa: E402
-from meloformer.data.manifest import read_manifest  # noqa: E402
-from meloformer.data.preprocess import preprocess  # noqa: E402
+from bench.common import remi_tokenizer
+from meloformer.data.config import DiscoverConfig, PreprocessConfig
+from meloformer.data.discover import MANIFEST_FILE, discover
+from meloformer.data.manifest import read_manifest
+from meloformer.data.preprocess import preprocess
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "midi-dev"
 
@@ -54,17 +48,9 @@ def bench_pipeline(work: Path, workers: int, shard_size: int, repeat: int) -> di
 
 def bench_remi(paths: list[Path]) -> dict:
     """Read, parse and REMI-tokenize every file in this process (the peer's failures skipped)."""
-    import miditok
     import symusic
 
-    tok = miditok.REMI(
-        miditok.TokenizerConfig(
-            use_programs=True,
-            one_token_stream_for_programs=True,
-            use_tempos=True,
-            use_time_signatures=True,
-        )
-    )
+    tok = remi_tokenizer()
     ok = notes = 0
     t0 = time.perf_counter()
     for path in paths:

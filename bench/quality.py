@@ -1,17 +1,20 @@
 """Quality at equal compute: bits per note of MeloFormer against HID + dense and REMI + dense.
 
-    python bench/quality.py [--out runs/quality] [--steps 200] [--seeds 1337 7] [--json OUT]
+    python -m bench.quality [--out runs/quality] [--steps 200] [--seeds 1337 7] [--json OUT]
                             [--eval-dir DIR] [--gen-samples 4] [--quick]
 
-Three models of one size (`small`), trained here by one loop with the same optimizer (AdamW,
-weight decay 0.1 on matrices, clip 1.0), schedule (20 warm-up steps, then a constant 1e-3, so
-any point of a curve is a finished run of that length), batch (2 rows x 1024 tokens, the `cpu`
-preset) and data order (per step the same songs and the same start bar for every model):
+Three models of one size (`small`), trained here by one loop through the library's training
+step, optimizer and schedule (meloformer.train: step.train_step, optim.build_optimizer: AdamW,
+weight decay 0.1 on matrices, clip 1.0; optim.lr_at with its floor at the peak: 20 warm-up
+steps, then a constant 1e-3, so any point of a curve is a finished run of that length), batch
+(2 rows x 1024 tokens, the `cpu` preset) and data order (per step the same songs and the same
+start bar for every model):
 
     (a) hid-sparse  HID + the shipped sparse rules (SDPA executor of the mask on CPU)
     (b) hid-dense   HID + plain causal attention
-    (c) remi-dense  MidiTok REMI (programs, tempos, time signatures: bench/tokenize_speed.py's
-                    configuration) + the same transformer, plain causal attention
+    (c) remi-dense  MidiTok REMI (programs, tempos, time signatures: the peer every bench
+                    uses, bench.common.remi_tokenizer) + the same transformer, plain causal
+                    attention
 
 The corpus (default ../shared/data/midi-dev) is split as discover splits it; songs whose HID
 token sequences are identical count once (the first by path keeps its split). A file either
@@ -41,52 +44,49 @@ first writes step_times.json, start the second after it), each with --json, then
 
 from __future__ import annotations
 
-import sys
+import argparse
+import hashlib
+import io
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
-# Python put bench/ first on sys.path; move it last so a bench script's name cannot
-# shadow a standard-library module (tokenize.py once did).
-sys.path.append(sys.path.pop(0))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from common import CORPUS, REPO, SAMPLE, print_table, write_json  # noqa: E402
-from quality_remi import (  # noqa: E402
+from bench.common import CORPUS, REPO, SAMPLE, print_table, remi_tokenizer, write_json
+from bench.quality_remi import (
     REMI_FAMILIES,
+    GenSettings,
     RemiTables,
     remi_encoding,
     remi_samples,
-    remi_tokenizer,
 )
-
-from meloformer.data.config import DiscoverConfig  # noqa: E402
-from meloformer.data.discover import find_midi  # noqa: E402
-from meloformer.data.meta import pitch_ranges  # noqa: E402
-from meloformer.evaluate.evaluate import music_metrics  # noqa: E402
-from meloformer.generate import Conditions, Request, SamplingConfig, from_scratch, generate  # noqa: E402
-from meloformer.hid import HIDConfig  # noqa: E402
-from meloformer.hid.decode import decode, parse_tokens  # noqa: E402
-from meloformer.hid.encode import encode_bytes, score_bytes, vocab_for  # noqa: E402
-from meloformer.hid.errors import HIDError  # noqa: E402
-from meloformer.hid.score import Score  # noqa: E402
-from meloformer.hid.song import Encoding  # noqa: E402
-from meloformer.hid.vocab import BOS, EOS, Family, Vocab  # noqa: E402
-from meloformer.model.batch import IGNORE, Batch  # noqa: E402
-from meloformer.model.config import ModelConfig  # noqa: E402
-from meloformer.model.transformer import MeloFormer  # noqa: E402
-from meloformer.train.config import TrainConfig  # noqa: E402
-from meloformer.train.optim import build_optimizer  # noqa: E402
+from meloformer.data.config import DiscoverConfig
+from meloformer.data.discover import find_midi
+from meloformer.data.meta import pitch_ranges
+from meloformer.evaluate.evaluate import music_metrics
+from meloformer.generate import Conditions, Request, from_scratch, generate
+from meloformer.hid import HIDConfig
+from meloformer.hid.decode import decode, parse_tokens
+from meloformer.hid.encode import encode_bytes, score_bytes, vocab_for
+from meloformer.hid.errors import HIDError
+from meloformer.hid.score import Score
+from meloformer.hid.song import Encoding
+from meloformer.hid.vocab import BOS, EOS, Family, Vocab
+from meloformer.model.batch import IGNORE, Batch
+from meloformer.model.config import ModelConfig
+from meloformer.model.plan import Planner
+from meloformer.model.transformer import MeloFormer
+from meloformer.train.config import TrainConfig
+from meloformer.train.loader import MicroBatch
+from meloformer.train.optim import build_optimizer, lr_at
+from meloformer.train.step import LossModule, train_step
 
 MODELS = {  # name -> (tokenisation, ModelConfig.attention)
     "hid-sparse": ("hid", "auto"),
@@ -244,21 +244,21 @@ def step_batch(songs: list[Song], kind: str, step: int, seed: int, rows: int,
     return Batch.from_encodings(crops, length=length)
 
 
-def lr_at(step: int, peak: float, warmup: int) -> float:
-    """Linear warm-up, then constant: every curve point is a finished run of that length."""
-    return peak * min(1.0, (step + 1) / warmup)
+def constant_lr(step: int, peak: float, warmup: int) -> float:
+    """The library's schedule with its floor at the peak: linear warm-up, then constant, so
+    every curve point is a finished run of that length."""
+    return lr_at(step, peak, warmup, total=warmup, min_ratio=1.0)
 
 
-def train_step(model, opt, batch: Batch, lr: float, clip: float) -> float:
-    for group in opt.param_groups:
-        group["lr"] = lr
+def timed_step(model: MeloFormer, opt, batch: Batch, lr: float) -> tuple[float, float]:
+    """One optimizer step through the library's train_step (fp32 on the CPU, clip 1.0):
+    (loss, seconds). The seconds include the batch's mask plan, which the loader builds in
+    a training run: every model's step is timed the same way, plan included."""
     model.train()
-    loss = model.loss(batch)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    opt.step()
-    return float(loss.detach())
+    t0 = time.perf_counter()
+    micro = [MicroBatch(batch, Planner(model.cfg)(batch))]
+    loss = train_step(LossModule(model), opt, micro, lr, 1.0, torch.device("cpu")).loss
+    return loss, time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------- scoring
@@ -293,23 +293,6 @@ def score(model: MeloFormer, windows: list[Encoding], notes: list[int], family_o
 
 
 # ---------------------------------------------------------------- generated vs real
-
-
-@dataclass(frozen=True)
-class GenSettings:
-    """One sampling setting for every model: `n_samples` songs from scratch (the model picks
-    the instruments), `bars` bars each, at most `max_tokens` tokens, drawn by
-    meloformer.generate.sampling.sample with this temperature, top_p and seed."""
-
-    n_samples: int = 4
-    bars: int = 4
-    max_tokens: int = 512
-    temperature: float = 1.0
-    top_p: float = 0.95
-    seed: int = 0
-
-    def sampling(self) -> SamplingConfig:
-        return SamplingConfig(self.temperature, 0, self.top_p, self.seed)
 
 
 def hid_samples(model: MeloFormer, vocab: Vocab, g: GenSettings) -> list[bytes | None]:
@@ -412,11 +395,9 @@ class Bench:
         times: dict[str, list[float]] = {n: [] for n in MODELS}
         for r in range(self.args.time_rounds + 1):
             for name, (model, opt) in runs.items():
-                batch = self.batch(name, 10_000 + r, 0)
-                t0 = time.perf_counter()
-                train_step(model, opt, batch, self.args.lr, 1.0)
+                _, seconds = timed_step(model, opt, self.batch(name, 10_000 + r, 0), self.args.lr)
                 if r:  # round 0 warms up
-                    times[name].append(time.perf_counter() - t0)
+                    times[name].append(seconds)
         result = {n: statistics.median(v) for n, v in times.items()}
         write_json(path, {"median": result, "rounds": times})
         return result
@@ -448,10 +429,9 @@ class Bench:
                              f"that this --steps needs and that run did not keep; pick --steps "
                              f"from its step-N.pt files or use a fresh --out")
         for step in range(start, stop):
-            t0 = time.perf_counter()
-            loss = train_step(model, opt, self.batch(name, step, seed),
-                              lr_at(step, self.args.lr, self.args.warmup), 1.0)
-            train_s += time.perf_counter() - t0
+            loss, seconds = timed_step(model, opt, self.batch(name, step, seed),
+                                       constant_lr(step, self.args.lr, self.args.warmup))
+            train_s += seconds
             done = step + 1
             if done % SAVE_EVERY == 0:
                 print(f"  {name} s{seed} step {done}/{stop} loss {loss:.3f} "

@@ -1,35 +1,41 @@
-"""MidiTok REMI for bench/quality.py: the tokenizer as tokenize_speed.py configures it, its ids
-as an Encoding the same transformer reads, and a plain (uncached) sampler of REMI songs."""
+"""MidiTok REMI for bench/quality.py: its ids (the tokenizer of bench.common.remi_tokenizer)
+as an Encoding the same transformer reads, a plain (uncached) sampler of REMI songs, and the
+sampling settings it shares with the HID sampler of quality.py (GenSettings)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from meloformer.generate import SamplingConfig
 from meloformer.generate.sampling import sample
 from meloformer.hid.song import Encoding
 from meloformer.model.batch import Batch
-
-if TYPE_CHECKING:  # the sampling settings live with the bench that shares them
-    from quality import GenSettings
 
 REMI_FAMILIES = ("Special", "Bar", "Position", "Pitch", "Velocity", "Duration", "Program",
                  "Tempo", "TimeSig", "Other")
 
 
+@dataclass(frozen=True)
+class GenSettings:
+    """One sampling setting for every model: `n_samples` songs from scratch (the model picks
+    the instruments), `bars` bars each, at most `max_tokens` tokens, drawn by
+    meloformer.generate.sampling.sample with this temperature, top_p and seed."""
+
+    n_samples: int = 4
+    bars: int = 4
+    max_tokens: int = 512
+    temperature: float = 1.0
+    top_p: float = 0.95
+    seed: int = 0
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.temperature, 0, self.top_p, self.seed)
+
+
 # ---------------------------------------------------------------- REMI as an Encoding
-
-
-def remi_tokenizer():
-    """MidiTok REMI as tokenize_speed.py configures it (programs, tempos, time signatures)."""
-    import miditok
-
-    config = miditok.TokenizerConfig(use_programs=True, one_token_stream_for_programs=True,
-                                     use_tempos=True, use_time_signatures=True)
-    return miditok.REMI(config)
 
 
 @dataclass(frozen=True)

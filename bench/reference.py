@@ -1,7 +1,7 @@
 """The reference model's figures: samples from scratch and continuations, scored by the
 evaluate stage against the targets of docs/model.md (the card in models/pretrained).
 
-    python bench/reference.py --checkpoint runs/reference/checkpoints/last.pt \\
+    python -m bench.reference --checkpoint runs/reference/checkpoints/last.pt \\
         --data runs/dev/processed --out runs/reference/eval [--samples 16] [--prompts 16]
 
 - scratch: `--samples` songs of 16 bars from nothing (the data's meter, tempo and

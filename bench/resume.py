@@ -2,7 +2,7 @@
 --resume repeats the uninterrupted run's losses, and `torchrun --nproc_per_node 1` trains on
 the device's backend (NCCL on CUDA, gloo on CPU).
 
-    python bench/resume.py [--device cuda] [--steps 8] [--json OUT]
+    python -m bench.resume [--device cuda] [--steps 8] [--json OUT]
 
 Both use the bundled sample (data/raw/sample), preprocessed once into a temporary directory,
 and the training CLI exactly as a user runs it. Exit status: the number of failed checks.
@@ -10,23 +10,17 @@ and the training CLI exactly as a user runs it. Exit status: the number of faile
 
 from __future__ import annotations
 
+import argparse
+import os
+import signal
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-# Python put bench/ first on sys.path; move it last so a bench script's name cannot
-# shadow a standard-library module (tokenize.py once did).
-sys.path.append(sys.path.pop(0))
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from common import write_json  # noqa: E402
-
-from meloformer.train.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from bench.common import write_json
+from meloformer.train.checkpoint import CheckpointError, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "raw" / "sample"

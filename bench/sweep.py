@@ -1,8 +1,8 @@
 """A short sweep before a long run: train a few configurations for the same number of
 training tokens on one corpus and compare their val bits/note (the reference run's recipe
-is picked from this table: docs/model.md).
+is picked from this table: models/pretrained/MODEL_CARD.md).
 
-    python bench/sweep.py --data runs/dev/processed --out runs/sweep --tokens 400000 \\
+    python -m bench.sweep --data runs/dev/processed --out runs/sweep --tokens 400000 \\
         --config lr=1e-3 --config lr=2e-3 --config lr=2e-3,accum=4 --config lr=1e-3,len=2048
 
 Each --config is a comma list of lr=, len= (max_seq_len), batch=, accum=, warmup=; every
@@ -24,7 +24,7 @@ import numpy as np
 from meloformer.evaluate import family_loss
 from meloformer.evaluate.evaluate import cropped, validation_songs
 from meloformer.model.config import ModelConfig
-from meloformer.train import TrainConfig, load_trained, train
+from meloformer.train import TrainConfig, load_trained, resolve, train
 
 KEYS = {"lr": ("learning_rate", float), "len": ("max_seq_len", int),
         "batch": ("batch_size", int), "accum": ("gradient_accumulation_steps", int),
@@ -48,7 +48,7 @@ def run(data: Path, out: Path, fields: dict, tokens: int) -> dict:
                 warmup_steps=50, infill_rate=0.5, control_rate=0.5)
     cfg = TrainConfig(**{**base, **fields})
     per_step = cfg.max_seq_len * cfg.batch_size * cfg.gradient_accumulation_steps
-    cfg = cfg.with_overrides(max_steps=max(1, tokens // per_step))
+    cfg = resolve(None, {"max_steps": max(1, tokens // per_step)}, base=cfg)
     t0 = time.perf_counter()
     summary = train(cfg, ModelConfig.from_name("small"), data, out, resume=True)
     seconds = time.perf_counter() - t0

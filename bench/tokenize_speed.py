@@ -1,29 +1,23 @@
 """Tokenisation speed and length: HID vs MidiTok REMI on the same files, in one process.
 
-    python bench/tokenize_speed.py [DIR] [--json OUT]
+    python -m bench.tokenize_speed [DIR] [--json OUT]
 
-REMI is configured as a fair peer: programs in one stream, tempos and time signatures on.
+REMI is configured as a fair peer (bench.common.remi_tokenizer): programs in one stream,
+tempos and time signatures on.
 Both sides read the file from bytes each time (HID: its own reader; REMI: symusic).
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import json
+import time
+from pathlib import Path
 
-# Run as a script, this file's directory leads sys.path and its name shadows the stdlib
-# `tokenize` module that linecache (and so tracebacks) import: take bench/ off the path first.
-if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from meloformer.hid import HIDConfig, MidiError  # noqa: E402
-from meloformer.hid.check import midi_files  # noqa: E402
-from meloformer.hid.encode import encode_bytes  # noqa: E402
+from bench.common import remi_tokenizer
+from meloformer.hid import HIDConfig, MidiError
+from meloformer.hid.check import midi_files
+from meloformer.hid.encode import encode_bytes
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "midi-dev"
 
@@ -41,16 +35,9 @@ def bench_hid(blobs: list[tuple[str, bytes]]) -> dict:
 
 
 def bench_remi(blobs: list[tuple[str, bytes]]) -> dict:
-    import miditok
     import symusic
 
-    config = miditok.TokenizerConfig(
-        use_programs=True,
-        one_token_stream_for_programs=True,
-        use_tempos=True,
-        use_time_signatures=True,
-    )
-    tok = miditok.REMI(config)
+    tok = remi_tokenizer()
     notes = tokens = ok = 0
     t0 = time.perf_counter()
     for _, data in blobs:

@@ -1,7 +1,7 @@
 """Training throughput (tokens/s) of `small`: the sparse MeloFormer mask vs its dense twin, and
-what the per-batch mask plan costs, before and after it moved off the step (issue 12).
+what the per-batch mask plan costs beside the step.
 
-    python bench/train.py [--json OUT] [--lengths T ...] [--rows B] [--steps N] [--device D]
+    python -m bench.train [--json OUT] [--lengths T ...] [--rows B] [--steps N] [--device D]
                           [--mask-shape B T] [--no-mask-step]
 
 Throughput table: same process, same batches (real multitrack songs cropped to T by a window
@@ -13,48 +13,36 @@ autocast. Default lengths: 1024 2048 on CPU, 8192 on CUDA.
 
 Mask table (default B=8, T=8192): per executor's plan (flex: the CUDA plan, 128-blocks,
 bucketed; sdpa: the CPU plan, dense bool mask), build time on the CPU and ATen op count
-(every op dispatched, counted by a TorchDispatchMode) of
-  - before: the plan as MeloFormer.plan built it inside forward until issue 12 (segment pairs
-    32 query segments at a time, the dense mask row by row);
-  - after: meloformer.model.plan.build_plan, as the loader builds it;
-also at B=1, T/4, to show which counts grow with B and T; and one training step of the sparse
-model at --mask-step-rows rows and T on the device (no warm-up; skip with --no-mask-step) to
-put the build beside. On CPU the default is 1 row: the SDPA step with a boolean mask
-materialises (B, H, L, L) scores, which at B=8, T=8192 exceed a 24 GB machine; the step at
-B rows is then taken as B times the one-row step (the step is linear in B).
+(every op dispatched, counted by a TorchDispatchMode) of meloformer.model.plan.build_plan, as
+the loader builds it, also at B=1, T/4 to show which counts grow with B and T (the plan as
+forward built it before issue 12 was measured against it: docs/results.md "Mask plan"); and
+one training step of the sparse model at --mask-step-rows rows and T on the device (no
+warm-up; skip with --no-mask-step) to put the build beside. On CPU the default is 1 row: the
+SDPA step with a boolean mask materialises (B, H, L, L) scores, which at B=8, T=8192 exceed a
+24 GB machine; the step at B rows is then taken as B times the one-row step (the step is
+linear in B).
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import os
+import time
+from functools import partial
 
-# Python put bench/ first on sys.path; move it last so a bench script's name cannot
-# shadow a standard-library module (tokenize.py once did).
-sys.path.append(sys.path.pop(0))
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from functools import partial  # noqa: E402
-
-import torch  # noqa: E402
-from common import load_songs, song_row, write_json  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-
-from meloformer.device import autocast_dtype  # noqa: E402
-from meloformer.model.batch import Batch  # noqa: E402
-from meloformer.model.block_mask import _representatives, _segment_pairs, segment_block_mask  # noqa: E402
-from meloformer.model.cells import find_cells  # noqa: E402
-from meloformer.model.config import ModelConfig  # noqa: E402
-from meloformer.model.layout import build_layout  # noqa: E402
-from meloformer.model.masks import mask_features, meloformer_mask  # noqa: E402
-from meloformer.model.plan import Planner, build_plan, flex_block_size, summary_order  # noqa: E402
-from meloformer.model.transformer import MeloFormer  # noqa: E402
-from meloformer.train.config import TrainConfig  # noqa: E402
-from meloformer.train.loader import MicroBatch  # noqa: E402
-from meloformer.train.optim import build_optimizer  # noqa: E402
-from meloformer.train.step import LossModule, train_step  # noqa: E402
+from bench.common import load_songs, song_row, write_json
+from meloformer.device import autocast_dtype
+from meloformer.model.batch import Batch
+from meloformer.model.config import ModelConfig
+from meloformer.model.plan import Planner, build_plan
+from meloformer.model.transformer import MeloFormer
+from meloformer.train.config import TrainConfig
+from meloformer.train.loader import MicroBatch
+from meloformer.train.optim import build_optimizer
+from meloformer.train.step import LossModule, train_step
 
 
 def make_batch(songs, length: int, rows: int) -> Batch:
@@ -119,31 +107,6 @@ class CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@torch.no_grad()
-def plan_before(batch: Batch, cfg: ModelConfig, kind: str, device: str):
-    """The plan as MeloFormer.plan built it inside forward before issue 12 (same tables, the
-    mask_mod over 32 query segments at a time, the dense mask one row at a time)."""
-    cells = find_cells(batch, summarize_empty=cfg.summarize_empty)
-    if kind == "sdpa":
-        lay = build_layout(batch, cells, multiple=8)
-        mask_mod, features = meloformer_mask(lay, cfg), mask_features(lay, cfg)
-        reps = _representatives(features, lay.clock, lay.length)
-        some, _ = _segment_pairs(mask_mod, reps, every=False, rows=32)
-        diagonal = torch.eye(lay.length, dtype=torch.bool)
-        rows = []
-        for b in range(batch.shape[0]):
-            counts = torch.bincount(reps.seg[b], minlength=some.shape[1])
-            rule = some[b].repeat_interleave(counts, dim=1).repeat_interleave(counts, dim=0)
-            rows.append((rule & (lay.clock[b, None, :] <= lay.clock[b, :, None])) | diagonal)
-        return torch.stack(rows)[:, None]
-    block = flex_block_size(cfg, device)
-    lay = build_layout(batch, cells, bar_major=cfg.bar_major,
-                       multiple=math.lcm(block, cfg.length_bucket),
-                       conductor_first=cfg.conductor_full, summary_order=summary_order(cfg, block))
-    return segment_block_mask(meloformer_mask(lay, cfg), mask_features(lay, cfg), lay.clock,
-                              block, rows=32)
-
-
 def measure(fn) -> tuple[float, int]:
     """(seconds, ATen ops) of one call; the time is taken on a second, uncounted call."""
     with CountOps() as count:
@@ -154,17 +117,15 @@ def measure(fn) -> tuple[float, int]:
 
 
 def mask_table(songs, B: int, T: int) -> list[dict]:
-    """Before/after build time and op count of each executor's plan, at (B, T) and (1, T/4)."""
+    """Build time and op count of each executor's plan, at (B, T) and (1, T/4)."""
     cfg = ModelConfig.from_name("small")
     rows = []
     for kind, device in (("flex", "cuda"), ("sdpa", "cpu")):
         row = {"plan": f"{kind} ({device})", "B": B, "T": T}
         for shape, tag in (((1, T // 4), "_small"), ((B, T), "")):
             batch = make_batch(songs, shape[1], shape[0])
-            before = measure(partial(plan_before, batch, cfg, kind, device))
-            after = measure(partial(build_plan, batch, cfg, kind, device))
-            row |= {f"before_s{tag}": before[0], f"before_ops{tag}": before[1],
-                    f"after_s{tag}": after[0], f"after_ops{tag}": after[1]}
+            seconds, ops = measure(partial(build_plan, batch, cfg, kind, device))
+            row |= {f"s{tag}": seconds, f"ops{tag}": ops}
         rows.append(row)
     return rows
 
@@ -173,14 +134,12 @@ def print_mask_table(rows: list[dict], step: dict | None) -> None:
     B, T = rows[0]["B"], rows[0]["T"]
     print(f"\nMask plan per micro-batch, built on the CPU ({torch.get_num_threads()} threads); "
           f"ops = ATen ops dispatched")
-    print(f"{'plan':<12}{'ops before':>12}{'ops after':>11}{'(B=1,T=' + str(T // 4) + ')':>16}"
-          f"{'s before':>10}{'s after':>9}{'after/step':>12}")
+    print(f"{'plan':<12}{'ops':>8}{'ops (B=1,T=' + str(T // 4) + ')':>18}{'s':>9}"
+          f"{'plan/step':>11}")
     for r in rows:
-        small = f"{r['before_ops_small']}/{r['after_ops_small']}"
-        share = f"{r['after_s'] / _step_at(step, B):.1%}" if step else "-"
-        print(f"{r['plan']:<12}{r['before_ops']:>12}{r['after_ops']:>11}{small:>16}"
-              f"{r['before_s']:>10.3f}{r['after_s']:>9.3f}{share:>12}")
-    print(f"(ops and seconds at B={B}, T={T}; the bracketed column is before/after ops at B=1)")
+        share = f"{r['s'] / _step_at(step, B):.1%}" if step else "-"
+        print(f"{r['plan']:<12}{r['ops']:>8}{r['ops_small']:>18}{r['s']:>9.3f}{share:>11}")
+    print(f"(ops and seconds at B={B}, T={T}; the bracketed column: ops at B=1)")
     if step:
         print(f"training step, {step['attention']} at B={step['B']}, T={T}: "
               f"{step['seconds_per_step']:.2f} s (one step; no warm-up on CPU, one on CUDA)"
@@ -231,7 +190,7 @@ def main() -> None:
     print_mask_table(masks, step)
     if args.json:
         write_json(args.json, {"device": str(device), "rows": rows, "mask": masks,
-                               "mask_step": step, "summary": summary(rows, masks)})
+                               "mask_step": step, "summary": summary(rows, masks, step)})
 
 
 def print_throughput(rows: list[dict], device: torch.device) -> None:
@@ -250,9 +209,10 @@ def print_throughput(rows: list[dict], device: torch.device) -> None:
                       f"{r['tokens_per_s'] / b['tokens_per_s']:>14.2f}x{ratio:>18.2f}")
 
 
-def summary(rows: list[dict], masks: list[dict]) -> list[dict]:
+def summary(rows: list[dict], masks: list[dict], step: dict | None) -> list[dict]:
     """The rows bench/gpu.sh tabulates: sparse vs dense training tokens/s per length, and
-    the mask plan's build time after vs before."""
+    (with the step beside it) the mask plan's build time against the step's time: speedup =
+    step / plan, the loader workers one step's plan needs is 1 / speedup."""
     out = [
         {
             "bench": "train",
@@ -267,14 +227,14 @@ def summary(rows: list[dict], masks: list[dict]) -> list[dict]:
     out += [
         {
             "bench": "train",
-            "case": f"mask plan {m['plan']} B={m['B']} T={m['T']} ATen ops "
-                    f"{m['before_ops']}->{m['after_ops']}",
-            "sparse": m["after_s"],
-            "baseline": m["before_s"],
+            "case": f"mask plan {m['plan']} B={m['B']} T={m['T']} ({m['ops']} ATen ops) vs "
+                    f"the step",
+            "sparse": m["s"],
+            "baseline": _step_at(step, m["B"]),
             "unit": "s (CPU)",
-            "speedup": m["before_s"] / m["after_s"],
+            "speedup": _step_at(step, m["B"]) / m["s"],
         }
-        for m in masks
+        for m in (masks if step else ())
     ]
     return out
 

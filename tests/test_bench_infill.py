@@ -1,4 +1,5 @@
-"""bench/infill.py end to end on a tiny checkpoint and a small corpus: both tables, the JSON."""
+"""python -m bench.infill end to end on a tiny checkpoint and a small corpus: both tables,
+the JSON."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ def test_bench_infill_prints_both_tables(tiny_checkpoint, tmp_path):
     meta.write_text(json.dumps({**body, "control_bins": bins.to_dict()}))
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "infill.py"), "--checkpoint", str(tiny_checkpoint),
+        [sys.executable, "-m", "bench.infill", "--checkpoint", str(tiny_checkpoint),
          "--processed", str(root), "--songs", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
     assert "bits_per_note_with_context" in done.stdout and "base_exact" in done.stdout
@@ -46,7 +47,7 @@ def test_fill_metric_gap_samples_at_top_p_095(monkeypatch):
     import numpy as np
     from test_infill import SONGS
 
-    from meloformer.evaluate import infill as module
+    from bench import infill_eval as module
 
     seen = []
 

@@ -1,5 +1,5 @@
-"""Evaluation of infilling and controls: the no-context song is a valid song, both scorings
-read the same tokens, adherence counts what the bars realise."""
+"""Evaluation of infilling (bench/infill_eval.py): the no-context song is a valid song, both
+scorings read the same tokens, adherence counts what the bars realise."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from test_infill import SONGS
 
-from meloformer.evaluate.infill import (
+from bench.infill_eval import (
     eval_span,
     infill_quality,
     span_score,
@@ -54,7 +54,7 @@ def test_span_scores_read_the_same_tokens():
 
 
 def test_span_piece_and_fill_metric_gap():
-    from meloformer.evaluate.infill import SPAN_METRICS, fill_metric_gap, span_piece
+    from bench.infill_eval import SPAN_METRICS, fill_metric_gap, span_piece
 
     _, enc = SONGS[0]
     score = parse_tokens(enc.ids, VOCAB)

@@ -12,14 +12,10 @@ import pytest
 import torch
 from conftest import REPO, run_cmd
 
+from bench import common, quality, quality_remi
 from meloformer.hid.song import Encoding
 
 pytest.importorskip("miditok", reason="bench extra not installed")
-sys.path.insert(0, str(REPO / "bench"))
-import quality  # noqa: E402
-import quality_remi  # noqa: E402
-
-sys.path.remove(str(REPO / "bench"))
 
 # Next-token probabilities 1/2, 1/4, 1/8, 1/8 for ids 0..3: NLL of 1, 2, 3, 3 bits.
 PROBS = torch.tensor([0.5, 0.25, 0.125, 0.125])
@@ -58,7 +54,7 @@ def test_eval_windows_hold_the_same_bars_in_both_tokenisations():
     from meloformer.hid.encode import encode_file
 
     path = next(iter(sorted((REPO / "data" / "raw" / "sample").rglob("*.mid"))))
-    tok = quality_remi.remi_tokenizer()
+    tok = common.remi_tokenizer()
     tables = quality_remi.RemiTables.of(tok)
     import symusic
 
@@ -90,8 +86,8 @@ class ScriptedModel(torch.nn.Module):
 
 
 def test_remi_sampler_stops_at_the_bar_count_and_token_budget():
-    t = quality_remi.RemiTables.of(quality_remi.remi_tokenizer())
-    names = [quality_remi.remi_tokenizer()[i] for i in range(len(t.family))]
+    t = quality_remi.RemiTables.of(common.remi_tokenizer())
+    names = [common.remi_tokenizer()[i] for i in range(len(t.family))]
     bar_id = names.index("Bar_None")
     ids = [names.index(n) for n in ("Bar_None", "Position_0", "Program_0", "Pitch_60",
                                      "Velocity_63", "Duration_1.0.8")]
@@ -126,8 +122,8 @@ class CoinModel(torch.nn.Module):
 
 
 def test_remi_sampler_rows_that_end_leave_the_batch():
-    t = quality_remi.RemiTables.of(quality_remi.remi_tokenizer())
-    names = [quality_remi.remi_tokenizer()[i] for i in range(len(t.family))]
+    t = quality_remi.RemiTables.of(common.remi_tokenizer())
+    names = [common.remi_tokenizer()[i] for i in range(len(t.family))]
     pitch = names.index("Pitch_60")
     model = CoinModel(pitch, t.eos, len(t.family))
     g = quality.GenSettings(n_samples=6, bars=4, max_tokens=40, seed=3)
@@ -157,7 +153,7 @@ def test_real_scores_are_the_first_bars_of_each_song():
 
 def test_quick_trains_and_scores_all_three_models(tmp_path):
     out = tmp_path / "q.json"
-    text = run_cmd([sys.executable, "bench/quality.py", "--quick", "--out", str(tmp_path),
+    text = run_cmd([sys.executable, "-m", "bench.quality", "--quick", "--out", str(tmp_path),
                     "--json", str(out)], REPO, None)
     rows = json.loads(out.read_text())["rows"]
     assert [r["model"] for r in rows] == list(quality.MODELS)
@@ -177,6 +173,6 @@ def test_quick_trains_and_scores_all_three_models(tmp_path):
             for v in g["music"].values():
                 if isinstance(v, dict) and math.isfinite(v["generated"]):
                     assert v["gap"] == pytest.approx(abs(v["generated"] - v["real"]))
-    again = run_cmd([sys.executable, "bench/quality.py", "--quick", "--out", str(tmp_path)],
+    again = run_cmd([sys.executable, "-m", "bench.quality", "--quick", "--out", str(tmp_path)],
                     REPO, None)  # every run is finished: nothing trains, the table is the same
     assert again.splitlines()[2:6] == text.splitlines()[2:6]

@@ -15,7 +15,7 @@ from meloformer.model.transformer import MeloFormer
 from meloformer.train import TooManyBadSteps, load_checkpoint, model_config_from, train
 from meloformer.train import loader as loader_module
 from meloformer.train import loop as loop_module
-from meloformer.train.config import PRESETS, TrainConfig, preset_config
+from meloformer.train.config import PRESETS, TrainConfig, resolve
 from meloformer.train.dist import DistInfo
 from meloformer.train.optim import lr_at, param_groups
 from meloformer.train.stream import Phase, epoch_steps, phase_at
@@ -149,9 +149,9 @@ def test_phases_and_presets():
     p3 = phase_at(10, cfg, oom_halvings=2)
     assert (p3.index, p3.batch_size, p3.accum) == (3, 2, 24)
     assert set(PRESETS) == {"cpu", "rtx6000ada", "h800", "h100", "h200"}
-    assert preset_config("cpu").max_seq_len == 1024
+    assert resolve("cpu").max_seq_len == 1024
     with pytest.raises(ValueError, match="unknown preset"):
-        preset_config("tpu")
+        resolve("tpu")
     with pytest.raises(ValueError, match="phase2_step"):
         TrainConfig(phase2_step=5, phase3_step=2)
 

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from meloformer.evaluate.infill import EVAL_SPAN_BARS
 from meloformer.generate.conditions import Conditions
 from meloformer.generate.generate import Request, generate
 from meloformer.generate.sampling import SamplingConfig
@@ -44,7 +43,7 @@ from meloformer.hid.vocab import Family, Vocab
 from meloformer.model.batch import IGNORE, Batch
 from meloformer.model.transformer import MeloFormer
 
-SPAN_BARS = EVAL_SPAN_BARS
+SPAN_BARS = 4  # spans scored by evaluation: 1..4 bars (bench/infill_eval.py draws the same)
 
 
 def fill_runs(model: MeloFormer, vocab: Vocab, bins: ControlBins, songs: Sequence[Encoding],

@@ -12,12 +12,12 @@ from meloformer.train.checkpoint import (
     load_trained,
     model_config_from,
 )
-from meloformer.train.config import PRESETS, TrainConfig, preset_config
+from meloformer.train.config import PRESETS, TrainConfig, resolve
 from meloformer.train.loop import TooManyBadSteps, train
 from meloformer.train.vocabulary import VocabError, VocabRecord, check_corpus
 
 __all__ = [
     "PRESETS", "SKILLS", "CheckpointError", "TooManyBadSteps", "TrainConfig", "VocabError",
     "VocabRecord", "check_corpus", "load_checkpoint", "load_learned", "load_model",
-    "load_profile", "load_trained", "model_config_from", "preset_config", "train",
+    "load_profile", "load_trained", "model_config_from", "resolve", "train",
 ]

@@ -119,14 +119,6 @@ class TrainConfig:
                for f in self.buckets}
         return tuple(sorted(out))
 
-    def with_overrides(self, **changes: Any) -> TrainConfig:
-        """A copy with the non-None `changes` applied (resolve with this config as the base).
-
-        Raises:
-            ConfigError: an unknown field name, or a value out of range.
-        """
-        return resolve(None, changes, base=self)
-
 
 # Per-hardware overrides of TrainConfig. Sequence length x micro-batch is what fits in memory
 # for `small`/`base`; accumulation keeps the global batch near 48 sequences of 8k tokens.
@@ -162,12 +154,3 @@ def resolve(preset: str | None = None, given: dict[str, Any] | None = None,
     if unknown:
         raise ConfigError("TrainConfig", f"unknown fields {sorted(unknown)}")
     return replace(base or TrainConfig(), **{**(PRESETS[preset] if preset else {}), **given})
-
-
-def preset_config(preset: str | None, base: TrainConfig | None = None) -> TrainConfig:
-    """resolve(preset, base=base): the name bench/ still calls (resolve is the one resolver).
-
-    Raises:
-        ConfigError: unknown preset name.
-    """
-    return resolve(preset, base=base)

@@ -1,12 +1,13 @@
-"""Evaluation of infilling and per-bar controls (docs/generation.md "Evaluation of infilling
-and controls").
+"""Evaluation of infilling for bench/infill.py (docs/generation.md "Evaluation of infilling
+and controls"); the pipeline's evaluate stage does not run it.
 
 - Infill quality: bits per note of a span's notes, written as a fill (a) with the whole song
   as context and (b) without it: the song reduced to its conductor (time map and chords, the
   plan every note sees) and the span's own track holding only the span (its other bars empty,
   every other track gone). The same tokens are scored both ways: the span's POS, VEL, PITCH
   and DUR tokens; bits / the span's notes. The context must help: (a) < (b).
-- Control steering: evaluate/steering.py (paired seeds, per level, against a baseline).
+- Control steering: meloformer/evaluate/steering.py (paired seeds, per level, against a
+  baseline).
 - Music-metric gap: the metrics of the spans the model fills against the real spans'.
 """
 
@@ -28,6 +29,7 @@ from meloformer.evaluate.metrics import (
     polyphony,
     scale_consistency,
 )
+from meloformer.evaluate.steering import SPAN_BARS
 from meloformer.generate.conditions import Conditions
 from meloformer.generate.generate import Request, generate
 from meloformer.generate.sampling import SamplingConfig
@@ -40,7 +42,6 @@ from meloformer.hid.vocab import BOS, EOS, Family, Vocab
 from meloformer.model.batch import Batch
 from meloformer.model.transformer import MeloFormer
 
-EVAL_SPAN_BARS = 4  # spans scored by evaluation: 1..4 bars
 FILL_TOP_P = 0.95  # fill_metric_gap samples as generate's default does
 
 SCORED = (Family.POSITION, Family.VELOCITY, Family.PITCH, Family.DURATION)
@@ -101,8 +102,9 @@ def _fill_bits(model: MeloFormer, enc: Encoding, vocab: Vocab) -> tuple[float, i
 
 
 def eval_span(song: Encoding, rng: np.random.Generator) -> Span | None:
-    """A span to score: training's draw (hid.infill.random_span) of 1..EVAL_SPAN_BARS bars."""
-    return random_span(song, rng, EVAL_SPAN_BARS)
+    """A span to score: training's draw (hid.infill.random_span) of 1..SPAN_BARS bars, the
+    spans the steering report scores."""
+    return random_span(song, rng, SPAN_BARS)
 
 
 def infill_quality(model: MeloFormer, songs: Sequence[Encoding], vocab: Vocab,
