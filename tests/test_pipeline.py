@@ -192,15 +192,14 @@ def test_the_readme_experiments_do_not_confound_and_their_views_fit_a_terminal(r
             assert (root / "params.yaml").read_text() == baseline, line  # workspace untouched
         table = list(csv.DictReader(io.StringIO(run_cmd([*DVC, "exp", "show", "--csv"], root,
                                                         env))))
-        got = {row["Experiment"]: {k: row[k] for k in ("train.learning_rate", "train.batch_size",
-                                                        "model.cross_window", "model.type_rule")}
-               for row in table if row["Experiment"]}
+        keys = ("train.learning_rate", "train.batch_size", "train.init_from")
+        got = {row["Experiment"]: {k: row[k] for k in keys} for row in table if row["Experiment"]}
         base = {"train.learning_rate": "0.0003", "train.batch_size": "1",
-                "model.cross_window": "1", "model.type_rule": "False"}
+                "train.init_from": "models/pretrained/small-dev.pt"}
         assert got == {
             "lr-1e-3": {**base, "train.learning_rate": "0.001"},
             "batch-4": {**base, "train.batch_size": "4"},
-            "attention": {**base, "model.cross_window": "2", "model.type_rule": "True"},
+            "scratch": {**base, "train.init_from": "None"},
         }
         for row in table:  # train and eval metrics on every row, none missing ("!")
             for col in ("final_loss", "tokens_per_s", "loss.bits_per_note"):
@@ -209,13 +208,15 @@ def test_the_readme_experiments_do_not_confound_and_their_views_fit_a_terminal(r
         for name, line in (("metrics", metrics_view), ("params", params_view)):
             out = bash(line, root, {**env, "COLUMNS": "120"})
             assert max(map(len, out.splitlines())) <= 120, out
-            assert "…" not in out and "lr-1e-3" in out and "attention" in out, out
+            assert "…" not in out and "lr-1e-3" in out and "scratch" in out, out
             shown[name] = out.splitlines()[1].split()  # the header row
+        # TINY's 2-bar samples hold no 4-bar span: the copied share is empty, so DVC omits it
+        spans = any(row["memorised.share"] not in ("", "-", "None") for row in table)
         assert shown["metrics"] == ["Experiment", "final_loss", "tokens_per_s",
                                     "loss.bits_per_note", "music.similarity_error",
-                                    "memorised.share"]
-        assert shown["params"] == ["Experiment", "model.cross_window", "model.type_rule",
-                                   "train.batch_size", "train.learning_rate"], shown
+                                    *(["memorised.share"] if spans else [])], shown
+        assert shown["params"] == ["Experiment", "train.batch_size", "train.learning_rate",
+                                   "train.init_from"], shown  # params.yaml's order
         bash(apply, root, env)
         assert load_params(root / "params.yaml").train.batch_size == 4
     finally:
