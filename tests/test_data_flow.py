@@ -1,5 +1,6 @@
 """The Prefect data flow under prefect_test_harness: discover -> map(preprocess) -> validate,
-on threads and on a two-process Dask cluster (skipped without the [distributed] extra)."""
+on threads and on a two-process Dask cluster (skipped without the [distributed] extra), and its
+command line on params.yaml's `raw` (another folder than data/raw)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+import flows.data
 from flows.data import data
 from flows.runners import WORKER_CONFIG, task_runner
 from meloformer.data.config import PreprocessConfig, ValidateConfig
 from meloformer.data.shards import SHARD_DIR, shard_of, songs_file
 from tasks.params import Params
+from tasks.paths import Paths
 from tasks.preprocess import shard_count
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "raw" / "sample"
@@ -39,8 +42,9 @@ def test_data_flow_fans_out_over_shards_and_writes_the_dvc_outs(harness, tmp_pat
     for path in sorted(SAMPLE.glob("freedoom/*.mid"))[:7]:
         shutil.copy(path, raw)
     params = replace(Params(), preprocess=PreprocessConfig(workers=2, shard_size=3))
-    interim, processed = tmp_path / "interim", tmp_path / "processed"
-    report = data(params, [raw], interim, processed)
+    paths = Paths(raw=raw).under(tmp_path)
+    interim, processed = paths.interim, paths.processed
+    report = data(params, paths)
     assert report.success
     meta = json.loads((processed / "meta.json").read_text())
     assert meta["totals"] == {**meta["totals"], "discovered": 7, "ok": 7, "rejected": 0}
@@ -49,6 +53,28 @@ def test_data_flow_fans_out_over_shards_and_writes_the_dvc_outs(harness, tmp_pat
     )
     for out in ("shards/shard-00002.parquet", "rejects.parquet", "validation.json"):
         assert (processed / out).is_file(), out
+
+
+def test_the_data_command_reads_the_raw_param_not_data_raw(harness, tmp_path, monkeypatch,
+                                                          capsys):
+    """`python -m flows.data` on a project whose params.yaml points `raw` at my-midi/ (the
+    README's "Bring your own music"): the manifest lists those files and nothing else."""
+    mine = tmp_path / "my-midi" / "deep"
+    mine.mkdir(parents=True)
+    for path in sorted(SAMPLE.glob("freedoom/*.mid"))[:3]:
+        shutil.copy(path, mine)
+    (tmp_path / "data" / "raw").mkdir(parents=True)  # a default folder the flow must not read
+    shutil.copy(sorted(SAMPLE.glob("freedoom/*.mid"))[3], tmp_path / "data" / "raw")
+    (tmp_path / "params.yaml").write_text(
+        "raw: my-midi\npreprocess: {workers: 1, shard_size: 2}\n"
+        "validate: {max_reject_rate: 0.5, split_tolerance: 1.0}\n")
+    monkeypatch.chdir(tmp_path)
+    flows.data.main(["--params", "params.yaml"])
+    rows = pq.read_table(Paths().manifest).to_pydict()
+    assert sorted(Path(p).parent for p in rows["path"]) == [Path("my-midi/deep")] * 3
+    out = capsys.readouterr().out
+    assert "stages run: discover, preprocess, validate" in out  # no dvc.yaml here: all run
+    assert (Paths().processed / "validation.json").is_file()
 
 
 # --- Scale-out: the same flow on a Dask cluster (needs the [distributed] extra) ----------------
@@ -126,16 +152,17 @@ def test_dask_run_matches_the_local_run_through_a_killed_worker(harness, dask_cl
         validate=ValidateConfig(max_reject_rate=0.3, split_tolerance=0.5),
     )
     local, remote = tmp_path / "local", tmp_path / "dask"
+    local_processed = Paths().under(local).processed
     on_threads = data.with_options(task_runner=task_runner(threads=2))
-    on_threads(params, [tmp_path / "raw"], local / "interim", local / "processed")
+    on_threads(params, Paths(raw=tmp_path / "raw").under(local))
 
     killed, stop = {}, threading.Event()
-    shard_dir = remote / "processed" / SHARD_DIR
+    shard_dir = Paths().under(remote).processed / SHARD_DIR
     killer = threading.Thread(target=_kill_mid_shard, args=(dask_client, shard_dir, killed, stop))
     killer.start()
     on_dask = data.with_options(task_runner=task_runner(1, dask_client.scheduler.address))
     try:
-        report = on_dask(params, [tmp_path / "raw"], remote / "interim", remote / "processed")
+        report = on_dask(params, Paths(raw=tmp_path / "raw").under(remote))
     finally:
         stop.set()
         killer.join()
@@ -143,8 +170,9 @@ def test_dask_run_matches_the_local_run_through_a_killed_worker(harness, dask_cl
     assert killed, "no worker was killed mid-shard"
     assert killed["pid"] not in dask_client.run(os.getpid).values()  # it died; the nanny
     assert report.success  # restarted it, and Dask ran the killed shard's task again
-    assert _outputs(remote / "processed") == _outputs(local / "processed")  # byte-identical
-    rejects = pq.read_table(remote / "processed" / "rejects.parquet").to_pydict()
+    remote_processed = Paths().under(remote).processed
+    assert _outputs(remote_processed) == _outputs(local_processed)  # byte-identical
+    rejects = pq.read_table(remote_processed / "rejects.parquet").to_pydict()
     assert sorted(Path(p).name for p in rejects["path"]) == corrupt
 
 

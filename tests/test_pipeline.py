@@ -61,14 +61,25 @@ def dvc_outs(root: Path) -> list[Path]:
     return paths
 
 
+def make_clean(root: Path, env: dict[str, str]) -> None:
+    """Drop what a user's runs left in the copy (make_clone copies the working tree): their
+    records (dvc.lock, metrics/) and their data pointers (*.dvc, e.g. the README's
+    data/my-midi.dvc, whose data is in their cache only). The tests run on the bundled sample."""
+    tracked = run_cmd(["git", "ls-files", "-z", "--", "*.dvc", "dvc.lock", "metrics"], root,
+                      env).split("\0")
+    for name in filter(None, tracked):
+        (root / name).unlink()
+
+
 def make_tiny(root: Path, n_files: int = 8) -> None:
-    """Shrink the copy's sample and params to the TINY run."""
+    """Shrink the copy's sample and params to the TINY run, on data/raw at the small size."""
     sample = root / "data" / "raw" / "sample"
     keep = sorted(sample.glob("freedoom/*.mid"))[:n_files]
     for path in sample.rglob("*.mid"):
         if path not in keep:
             path.unlink()
     params = yaml.safe_load((root / "params.yaml").read_text())
+    params.update(raw="data/raw", model_size="small")  # whatever the user's copy points at
     for section, values in TINY.items():
         if isinstance(values, dict):
             params[section].update(values)
@@ -97,6 +108,7 @@ def reprod(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     Tests that change it put it back (git checkout + dvc checkout) before they end.
     """
     root, env = make_clone(tmp_path_factory.mktemp("reprod"))
+    make_clean(root, env)
     make_tiny(root)
     run_cmd(["git", "commit", "-qam", "tiny"], root, env)
     run_cmd([*DVC, "repro"], root, env)
@@ -123,6 +135,9 @@ def test_dvc_repro_end_to_end(reprod):
     assert "Running stage" not in again  # a second repro runs nothing
     shown = run_cmd([*DVC, "metrics", "show"], root, env)
     assert "metrics/train.json" in shown and "metrics/eval.json" in shown
+    assert "config" not in shown and "tokens_per_s" in shown  # the config is beside, not in
+    config = json.loads((root / "metrics" / "train_config.json").read_text())
+    assert config["train"]["max_seq_len"] == 256 and config["model"]["n_layer"] >= 1
     run_cmd([*DVC, "metrics", "diff", "HEAD"], root, env)  # git-tracked: HEAD has them
 
 
@@ -151,25 +166,62 @@ def test_a_bad_param_stops_repro_before_any_out_is_deleted(reprod, line, bad, me
     restore(root, env)
 
 
+def readme_commands(heading: str) -> list[str]:
+    """The lines of the first bash block under README heading `## heading`."""
+    section = (REPO / "README.md").read_text().split(f"\n## {heading}\n", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def bash(line: str, root: Path, env: dict[str, str]) -> str:
+    return run_cmd(["bash", "-c", line], root, env)
+
+
 @pytest.mark.slow
-def test_experiments_compare_train_and_eval_metrics(reprod):
-    """The README's experiment commands; -S train.batch_size changes the batch that runs."""
+def test_the_readme_experiments_do_not_confound_and_their_views_fit_a_terminal(reprod):
+    """The README's Experiments commands, as written, on the TINY baseline: each experiment
+    carries only its own -S change, the two views are at most 120 characters wide and show
+    the headline metrics, then exactly the params that changed."""
     root, env = reprod
-    run_cmd([*DVC, "exp", "run", "-S", "train.batch_size=4", "-S", "model.cross_window=2"],
-            root, env)
-    table = list(csv.DictReader(io.StringIO(run_cmd([*DVC, "exp", "show", "--csv"], root, env))))
-    runs = {row["rev"]: row for row in table}
-    base = next(r for r in table if r["rev"] not in ("workspace",) and not r["Experiment"])
-    exp = next(r for r in table if r["Experiment"])
-    for row in (base, exp):  # train and eval metrics on both rows, none missing ("!")
-        for col in ("final_loss", "epochs_done", "loss.loss"):
-            assert row[col] not in ("", "-", "!"), (col, row)
-    assert (base["config.train.batch_size"], exp["config.train.batch_size"]) == ("1", "4")
-    assert (base["model.cross_window"], exp["model.cross_window"]) == ("1", "2")
-    assert "workspace" in runs
-    readable = run_cmd([*DVC, "exp", "show", "--only-changed", "--csv"], root, env)
-    assert "config.train.batch_size" in readable.splitlines()[0]
-    restore(root, env)
+    commit, *runs, metrics_view, params_view, apply = readme_commands("Experiments")
+    assert commit == 'git add dvc.lock metrics && git commit -m "baseline run"'  # reprod did it
+    baseline = (root / "params.yaml").read_text()
+    try:
+        for line in runs:
+            bash(line, root, env)
+            assert (root / "params.yaml").read_text() == baseline, line  # workspace untouched
+        table = list(csv.DictReader(io.StringIO(run_cmd([*DVC, "exp", "show", "--csv"], root,
+                                                        env))))
+        keys = ("train.learning_rate", "train.batch_size", "train.init_from")
+        got = {row["Experiment"]: {k: row[k] for k in keys} for row in table if row["Experiment"]}
+        base = {"train.learning_rate": "0.0003", "train.batch_size": "1",
+                "train.init_from": "models/pretrained/small-dev.pt"}
+        assert got == {
+            "lr-1e-3": {**base, "train.learning_rate": "0.001"},
+            "batch-4": {**base, "train.batch_size": "4"},
+            "scratch": {**base, "train.init_from": ""},  # null
+        }
+        for row in table:  # train and eval metrics on every row, none missing ("!")
+            for col in ("final_loss", "tokens_per_s", "loss.bits_per_note"):
+                assert row[col] not in ("", "-", "!"), (col, row)
+        shown = {}
+        for name, line in (("metrics", metrics_view), ("params", params_view)):
+            out = bash(line, root, {**env, "COLUMNS": "120"})
+            assert max(map(len, out.splitlines())) <= 120, out
+            assert "…" not in out and "lr-1e-3" in out and "scratch" in out, out
+            shown[name] = out.splitlines()[1].split()  # the header row
+        # TINY's 2-bar samples hold no 4-bar span: the copied share is empty, so DVC omits it
+        spans = any(row.get("memorised.share") not in (None, "", "-") for row in table)
+        assert shown["metrics"] == ["Experiment", "final_loss", "tokens_per_s",
+                                    "loss.bits_per_note", "music.similarity_error",
+                                    *(["memorised.share"] if spans else [])], shown
+        assert shown["params"] == ["Experiment", "train.batch_size", "train.learning_rate",
+                                   "train.init_from"], shown  # params.yaml's order
+        bash(apply, root, env)
+        assert load_params(root / "params.yaml").train.batch_size == 4
+    finally:
+        run_cmd([*DVC, "exp", "remove", "-A"], root, env)
+        restore(root, env)
 
 
 def set_params(root: Path, section: str, **values) -> None:
@@ -211,6 +263,87 @@ def test_ctrl_c_during_train_then_repro_continues_the_run(reprod, tmp_path):
     restore(root, env)
 
 
+STAGES = ["params", "discover", "preprocess", "validate", "train", "generate", "evaluate",
+          "report"]
+
+
+def skipped_line(ran: list[str]) -> str:
+    """The pipeline's last line when it ran `ran` and skipped the other stages."""
+    skipped = [s for s in STAGES if s not in ran]
+    return (f"stages run: {', '.join(ran) or 'none'}; skipped (up to date in dvc.lock): "
+            f"{', '.join(skipped) or 'none'}")
+
+
+@pytest.mark.slow
+def test_the_pipeline_flow_skips_what_dvc_repro_would_skip(reprod, tmp_path):
+    """On the baseline every stage is up to date; after a generate param changes, the flow runs
+    exactly the stages `dvc repro` would, and records them: `dvc repro` then does nothing."""
+    root, env = reprod
+    env = {**env, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_LOGGING_LEVEL": "INFO"}
+    env.pop("PREFECT_API_URL", None)  # a temporary server for the one-off run
+    def flow() -> str:
+        """The one-off run's output: its printed lines are Prefect log lines, on stderr."""
+        done = subprocess.run([sys.executable, "-m", "flows.pipeline"], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert done.returncode == 0, done.stdout
+        return done.stdout
+
+    try:
+        first = flow()
+        assert skipped_line([]) in first, first
+        set_params(root, "generate", seed=1)
+        second = flow()
+        assert skipped_line(["params", "generate", "evaluate", "report"]) in second, second
+        assert "Running stage" not in run_cmd([*DVC, "repro"], root, env)
+    finally:
+        restore(root, env)
+
+
+def test_an_unreachable_prefect_server_is_one_error_line(tmp_path):
+    """PREFECT_API_URL left in the profile after the server stopped (README, Scheduling)."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path), "PYTHONPATH": str(REPO),
+           "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+    done = subprocess.run([sys.executable, "-m", "flows.pipeline"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"error: no Prefect server answers at {env['PREFECT_API_URL']}")
+    assert "prefect config unset PREFECT_API_URL" in done.stderr
+
+
+def test_the_at_capacity_line_is_logged_only_when_it_changes():
+    import logging
+
+    from flows.api import CAPACITY_LINE, quiet_capacity_line
+
+    quiet_capacity_line()
+    quiet_capacity_line()  # once is enough: installing twice changes nothing
+    logger, seen = logging.getLogger("prefect.runner"), []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        for count in (1, 1, 1, 2, 2, 1):
+            logger.info(CAPACITY_LINE, count)
+        logger.info("something else")
+        logger.info("something else")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert seen == [CAPACITY_LINE % 1, CAPACITY_LINE % 2, CAPACITY_LINE % 1,
+                    "something else", "something else"]
+
+
+def test_help_keeps_the_examples_on_their_own_lines(capsys):
+    import flows.pipeline as pipeline_module
+
+    with pytest.raises(SystemExit):
+        pipeline_module.main(["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    assert '    python -m flows.pipeline --serve --cron "0 3 * * *"   # a scheduled deployment ' \
+           "(flow.serve)" in lines
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -240,9 +373,10 @@ def wait_for(check, what: str, seconds: float, *procs: subprocess.Popen):
 
 
 @pytest.mark.slow
-def test_a_served_deployment_runs_on_schedule_and_dvc_records_it(reprod, tmp_path):
-    """A real `prefect server start`, the pipeline served with a short interval, one run that
-    completes on schedule; then `dvc commit -f` (the README's command) records it."""
+def test_a_served_deployment_runs_on_schedule_and_skips_what_is_done(reprod, tmp_path):
+    """A real `prefect server start`, the pipeline served with a short interval: the first
+    scheduled run runs the stages a train param change touched, the next one skips every stage; the
+    README's stop (pause, let the run finish, Ctrl-C) leaves nothing for `dvc repro` to do."""
     import httpx
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import (
@@ -259,6 +393,7 @@ def test_a_served_deployment_runs_on_schedule_and_dvc_records_it(reprod, tmp_pat
     url = f"http://127.0.0.1:{port}/api"
     env = {**env, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": url,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "INFO"}
+    set_params(root, "train", seed=7)  # train reruns: its progress artifact is published
     logs = tmp_path / "server.log", tmp_path / "serve.log"
     server = subprocess.Popen(
         ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], cwd=root,
@@ -273,7 +408,7 @@ def test_a_served_deployment_runs_on_schedule_and_dvc_records_it(reprod, tmp_pat
 
         wait_for(healthy, "prefect server health", 300, server)
         serve = subprocess.Popen(
-            [sys.executable, "-m", "flows.pipeline", "--serve", "--interval", "3600",
+            [sys.executable, "-m", "flows.pipeline", "--serve", "--interval", "30",
              "--name", "test-schedule"], cwd=root, env=env, stdout=logs[1].open("w"),
             stderr=subprocess.STDOUT, start_new_session=True)
         client = SyncPrefectClient(api=url)
@@ -284,11 +419,16 @@ def test_a_served_deployment_runs_on_schedule_and_dvc_records_it(reprod, tmp_pat
             return client.read_flow_runs(deployment_filter=by_deployment,
                                          flow_run_filter=FlowRunFilter(state=kinds))
 
-        done = wait_for(lambda: runs(StateType.COMPLETED, StateType.FAILED,
-                                     StateType.CRASHED), "a finished scheduled run", 900,
-                        server, serve)
-        assert [r.state.type for r in done] == [StateType.COMPLETED], logs[1].read_text()
-        assert done[0].auto_scheduled  # fired by the schedule, not by hand
+        ended = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED)
+        done = wait_for(lambda: len(runs(*ended)) >= 2 and runs(*ended), "two finished "
+                        "scheduled runs", 900, server, serve)
+        # the README's safe stop: pause the schedule, let a running flow finish, then Ctrl-C
+        run_cmd(["prefect", "deployment", "schedule", "pause", "--all", "--no-prompt"], root,
+                env)
+        wait_for(lambda: not runs(StateType.RUNNING, StateType.PENDING), "no running flow",
+                 600, server, serve)
+        assert [r.state.type for r in done] == [StateType.COMPLETED] * 2, logs[1].read_text()
+        assert all(r.auto_scheduled for r in done)  # fired by the schedule, not by hand
         listed = run_cmd(["prefect", "artifact", "ls"], root, {**env, "COLUMNS": "300"})
         for key in ("meloformer-report", "meloformer-eval-metrics", "meloformer-train-progress"):
             assert key in listed, listed
@@ -297,9 +437,10 @@ def test_a_served_deployment_runs_on_schedule_and_dvc_records_it(reprod, tmp_pat
             if proc is not None:
                 stop(proc)
     assert server.returncode is not None and serve.returncode is not None
-    for path in dvc_outs(root):
-        assert path.exists(), path
-    run_cmd([*DVC, "commit", "-f"], root, env)
+    served = logs[1].read_text()
+    assert skipped_line(["params", "train", "generate", "evaluate", "report"]) in served, served
+    assert skipped_line([]) in served, served  # the next run: everything up to date
+    assert served.count("scheduled runs skipped (at capacity)") <= 2, served
     assert "Running stage" not in run_cmd([*DVC, "repro"], root, env)
     restore(root, env)
 

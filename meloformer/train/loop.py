@@ -202,6 +202,7 @@ class _Run:
         self.epoch_steps = epoch_steps(index, cfg, info.world)
         self.total_steps = max(1, min(cfg.max_steps or self.epoch_steps, self.epoch_steps))
         self.step, self.bad_steps, self.oom_halvings, self.tokens = 0, 0, 0, 0
+        self.rate = 0.0  # tokens/s over the last log_every steps (train.json: tokens_per_s)
         self.history: list[tuple[int, float, float, float]] = []  # step, loss, lr, grad norm
         self.data = DataState()
         if ckpt is not None:
@@ -327,6 +328,7 @@ class _Run:
             show = self.step % cfg.log_every == 0
             self._log_step(res, phase.index, rate, show)
             if show:
+                self.rate = rate
                 t0, tok0 = time.perf_counter(), self.tokens
             due = cfg.save_every_s and time.monotonic() - saved_at >= cfg.save_every_s
             if self.step % cfg.save_every == 0 or due:
@@ -409,16 +411,16 @@ class _Run:
         """Checkpoint, metrics and loss curve (rank 0), so a killed run leaves all three."""
         if self.info.is_main:
             save_checkpoint(self.out_dir / "checkpoints" / LAST, self._state())
-            self.log.write_outputs(self._summary(), self.history)
+            self.log.write_outputs(self._summary(), self._config(), self.history)
 
     def _summary(self) -> dict:
         last = self.history[-1][1] if self.history else float("nan")
         return {"steps": self.step, "final_loss": last, "tokens": self.tokens,
                 "bad_steps": self.bad_steps, "epochs_done": self.data.origin.epoch,
-                "num_params": self.model.num_params(), "config": self._config()}
+                "num_params": self.model.num_params(), "tokens_per_s": round(self.rate, 1)}
 
     def _config(self) -> dict:
-        """What actually runs: the resolved TrainConfig and ModelConfig (dvc exp show)."""
+        """What actually runs: the resolved TrainConfig and ModelConfig (train_config.json)."""
         return {"train": json_ready(self.cfg), "model": model_config_dict(self.model.cfg)}
 
     def _finish(self) -> dict:

@@ -1,5 +1,6 @@
 """Training output on rank 0: train.log, TensorBoard scalars, a progress line, and the files
-DVC reads (<metrics_dir>/train.json, and the loss curve <metrics_dir>/plots/train_loss.tsv).
+DVC reads (<metrics_dir>/train.json, the resolved config beside it in train_config.json, and
+the loss curve <metrics_dir>/plots/train_loss.tsv).
 
 Every step goes to train.log (timestamped) and TensorBoard; the terminal gets the progress bar,
 the run's notes (start, phases, warnings, done) and only the step lines the loop marks as shown
@@ -16,6 +17,8 @@ from meloformer.io import write_json, write_text
 from meloformer.progress import Progress
 
 METRICS_FILE = Path("train.json")
+# The resolved config is not a metric: as a file of its own it stays out of `dvc metrics show`.
+CONFIG_FILE = Path("train_config.json")
 CURVE_FILE = Path("plots") / "train_loss.tsv"
 
 
@@ -69,11 +72,14 @@ class TrainLogger:
             self.tb.add_scalar(f"train/{name}", value, step)
         self.progress(step)
 
-    def write_outputs(self, summary: dict[str, Any], history: list[tuple]) -> None:
-        """metrics/train.json (summary) and the loss curve: (step, loss, lr, grad norm) rows."""
+    def write_outputs(self, summary: dict[str, Any], config: dict[str, Any],
+                      history: list[tuple]) -> None:
+        """train.json (summary), train_config.json (the resolved config) and the loss curve:
+        (step, loss, lr, grad norm) rows."""
         if not self.enabled:
             return
         write_json(self.metrics_dir / METRICS_FILE, summary)
+        write_json(self.metrics_dir / CONFIG_FILE, config)
         rows = "".join(f"{s}\t{loss:.7f}\t{lr:.6e}\t{g:.6f}\n" for s, loss, lr, g in history)
         write_text(self.metrics_dir / CURVE_FILE, "step\tloss\tlr\tgrad_norm\n" + rows)
 
