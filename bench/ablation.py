@@ -19,13 +19,10 @@ from pathlib import Path
 import torch
 
 from bench.common import print_table, write_json
-from meloformer.evaluate.evaluate import cropped, validation_songs
-from meloformer.evaluate.loss import family_loss
-from meloformer.hid import HIDConfig
-from meloformer.hid.encode import vocab_for
-from meloformer.model.config import ModelConfig
-from meloformer.train import load_model, train
-from meloformer.train.config import TrainConfig, resolve
+from meloformer.evaluate import cropped, family_loss, validation_songs
+from meloformer.hid import HIDConfig, vocab_for
+from meloformer.model import ModelConfig
+from meloformer.train import TrainConfig, load_model, resolve, train
 
 # ModelConfig overrides of each variant ("default" is the shipped configuration).
 VARIANTS: dict[str, dict] = {

@@ -30,15 +30,18 @@ import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, noop_mask
 
 from bench.common import load_songs, print_table, real_batch, timeit, write_json
-from meloformer.model.attention import (
+from meloformer.model import (
+    ModelConfig,
+    block_mask,
+    build_plan,
     flex_block_size,
     flex_compiled,
+    from_block_maps,
+    mask_features,
+    meloformer_mask,
+    segment_dense_mask,
     summary_order,
 )
-from meloformer.model.block_mask import from_block_maps, segment_dense_mask
-from meloformer.model.config import ModelConfig
-from meloformer.model.masks import mask_features, meloformer_mask
-from meloformer.model.plan import block_mask, build_plan
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 COLUMNS = [
@@ -160,7 +163,7 @@ def survey(songs, T: int, cfg: ModelConfig, device: str) -> dict:
 
 def model_step(songs, T: int, args) -> list[dict]:
     """Training tokens/s of a whole model (fwd + bwd + AdamW), sparse executor vs dense."""
-    from meloformer.model.transformer import MeloFormer
+    from meloformer.model import MeloFormer
 
     dev = args.device
     sparse = "flex" if dev == "cuda" else "sdpa"

@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from meloformer.hid.errors import HIDError
-from meloformer.hid.song import META_FIELDS, Encoding
-from meloformer.hid.vocab import BOS, Family
-from meloformer.model.batch import Batch
+from meloformer.hid import BOS, META_FIELDS, Encoding, Family, HIDError
+from meloformer.model import Batch
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("MELOFORMER_CORPUS", REPO.parent / "shared" / "data" / "midi-dev"))
@@ -47,7 +45,7 @@ def load_songs(names: Sequence[str] = SONGS, fallback: int = 12) -> list[Encodin
     Without the corpus (a fresh clone), the `fallback` longest songs of the bundled sample
     stand in, with a note on stderr: shorter songs, so long rows are packed from several.
     """
-    from meloformer.hid.encode import encode_file
+    from meloformer.hid import encode_file
 
     songs = [encode_file(CORPUS / name) for name in names if (CORPUS / name).exists()]
     if songs:

@@ -26,16 +26,16 @@ import torch
 
 from bench.common import write_json
 from meloformer.generate import (
+    Cached,
     Conditions,
+    FullForward,
     Request,
     SamplingConfig,
     from_scratch,
     generate,
 )
 from meloformer.generate import cache as cache_module
-from meloformer.generate.generate import Cached, FullForward
-from meloformer.hid import HIDConfig
-from meloformer.hid.encode import encode_file, vocab_for
+from meloformer.hid import HIDConfig, encode_file, vocab_for
 from meloformer.model import MeloFormer, ModelConfig
 
 SONG = Path(__file__).resolve().parents[1] / "tests/fixtures/miditok_multitrack_drums.mid"

@@ -29,12 +29,10 @@ import torch
 
 from bench.common import print_table, write_json
 from bench.infill_eval import fill_metric_gap, infill_quality
-from meloformer.data.controls import read_control_bins
-from meloformer.data.crop import crop
-from meloformer.data.shards import ShardReader, build_index
-from meloformer.evaluate.steering import steering_report
-from meloformer.generate.script import first_bars
-from meloformer.train.checkpoint import load_trained
+from meloformer.data import ShardReader, build_index, crop, read_control_bins
+from meloformer.evaluate import steering_report
+from meloformer.generate import first_bars
+from meloformer.train import load_trained
 
 
 def val_songs(processed: Path, n: int, seed: int) -> list:

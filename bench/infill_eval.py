@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from meloformer.evaluate.metrics import (
+from meloformer.evaluate import (
+    SPAN_BARS,
     Piece,
     empty_beat_rate,
     note_density,
@@ -29,18 +30,23 @@ from meloformer.evaluate.metrics import (
     polyphony,
     scale_consistency,
 )
-from meloformer.evaluate.steering import SPAN_BARS
-from meloformer.generate.conditions import Conditions
-from meloformer.generate.generate import Request, generate
-from meloformer.generate.sampling import SamplingConfig
-from meloformer.generate.script import infill
-from meloformer.hid.decode import parse_tokens
-from meloformer.hid.infill import Span, fill_mask, infill_layout, random_span, restore
-from meloformer.hid.score import Score
-from meloformer.hid.song import META_FIELDS, Encoding
-from meloformer.hid.vocab import BOS, EOS, Family, Vocab
-from meloformer.model.batch import Batch
-from meloformer.model.transformer import MeloFormer
+from meloformer.generate import Conditions, Request, SamplingConfig, generate, infill
+from meloformer.hid import (
+    BOS,
+    EOS,
+    META_FIELDS,
+    Encoding,
+    Family,
+    Score,
+    Span,
+    Vocab,
+    fill_mask,
+    infill_layout,
+    parse_tokens,
+    random_span,
+    restore,
+)
+from meloformer.model import Batch, MeloFormer
 
 FILL_TOP_P = 0.95  # fill_metric_gap samples as generate's default does
 

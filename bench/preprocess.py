@@ -22,9 +22,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from bench.common import remi_tokenizer
-from meloformer.data.config import DiscoverConfig, PreprocessConfig
+from meloformer.data import DiscoverConfig, PreprocessConfig, read_manifest
 from meloformer.data.discover import MANIFEST_FILE, discover
-from meloformer.data.manifest import read_manifest
 from meloformer.data.preprocess import preprocess
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "midi-dev"

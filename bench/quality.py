@@ -67,26 +67,34 @@ from bench.quality_remi import (
     remi_encoding,
     remi_samples,
 )
-from meloformer.data.config import DiscoverConfig
+from meloformer.data import DiscoverConfig, pitch_ranges
 from meloformer.data.discover import find_midi
-from meloformer.data.meta import pitch_ranges
-from meloformer.evaluate.evaluate import music_metrics
+from meloformer.evaluate import music_metrics
 from meloformer.generate import Conditions, Request, from_scratch, generate
-from meloformer.hid import HIDConfig
-from meloformer.hid.decode import decode, parse_tokens
-from meloformer.hid.encode import encode_bytes, score_bytes, vocab_for
-from meloformer.hid.errors import HIDError
-from meloformer.hid.score import Score
-from meloformer.hid.song import Encoding
-from meloformer.hid.vocab import BOS, EOS, Family, Vocab
-from meloformer.model.batch import IGNORE, Batch
-from meloformer.model.config import ModelConfig
-from meloformer.model.plan import Planner
-from meloformer.model.transformer import MeloFormer
-from meloformer.train.config import TrainConfig
-from meloformer.train.loader import MicroBatch
-from meloformer.train.optim import build_optimizer, lr_at
-from meloformer.train.step import LossModule, train_step
+from meloformer.hid import (
+    BOS,
+    EOS,
+    Encoding,
+    Family,
+    HIDConfig,
+    HIDError,
+    Score,
+    Vocab,
+    decode,
+    encode_bytes,
+    parse_tokens,
+    score_bytes,
+    vocab_for,
+)
+from meloformer.model import IGNORE, Batch, MeloFormer, ModelConfig, Planner
+from meloformer.train import (
+    LossModule,
+    MicroBatch,
+    TrainConfig,
+    build_optimizer,
+    lr_at,
+    train_step,
+)
 
 MODELS = {  # name -> (tokenisation, ModelConfig.attention)
     "hid-sparse": ("hid", "auto"),

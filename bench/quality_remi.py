@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from meloformer.generate import SamplingConfig
-from meloformer.generate.sampling import sample
-from meloformer.hid.song import Encoding
-from meloformer.model.batch import Batch
+from meloformer.generate import SamplingConfig, sample
+from meloformer.hid import Encoding
+from meloformer.model import Batch
 
 REMI_FAMILIES = ("Special", "Bar", "Position", "Pitch", "Velocity", "Duration", "Program",
                  "Tempo", "TimeSig", "Other")

@@ -20,22 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-from meloformer.data.shards import ShardReader, build_index
-from meloformer.evaluate import EvaluateConfig, evaluate
-from meloformer.evaluate.continuation import continuation_metrics
-from meloformer.evaluate.evaluate import spread_subset
+from meloformer.data import ShardReader, build_index
+from meloformer.evaluate import EvaluateConfig, continuation_metrics, evaluate, spread_subset
 from meloformer.generate import (
     Conditions,
     GenerateConfig,
     Request,
     SamplingConfig,
     continuation,
+    first_bars,
     generate,
     run_generate,
     write_sample,
 )
-from meloformer.generate.script import first_bars
-from meloformer.hid.decode import parse_tokens
+from meloformer.hid import parse_tokens
 from meloformer.train import load_profile, load_trained
 
 PROMPT_BARS, SONG_BARS = 4, 16

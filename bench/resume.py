@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench.common import write_json
-from meloformer.train.checkpoint import CheckpointError, load_checkpoint
+from meloformer.train import CheckpointError, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "raw" / "sample"

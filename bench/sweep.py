@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from meloformer.evaluate import family_loss
-from meloformer.evaluate.evaluate import cropped, validation_songs
-from meloformer.model.config import ModelConfig
+from meloformer.evaluate import cropped, family_loss, validation_songs
+from meloformer.model import ModelConfig
 from meloformer.train import TrainConfig, load_trained, resolve, train
 
 KEYS = {"lr": ("learning_rate", float), "len": ("max_seq_len", int),

@@ -15,9 +15,7 @@ import time
 from pathlib import Path
 
 from bench.common import remi_tokenizer
-from meloformer.hid import HIDConfig, MidiError
-from meloformer.hid.check import midi_files
-from meloformer.hid.encode import encode_bytes
+from meloformer.hid import HIDConfig, MidiError, encode_bytes, midi_files
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "midi-dev"
 

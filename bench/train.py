@@ -35,14 +35,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.common import load_songs, song_row, write_json
 from meloformer.device import autocast_dtype
-from meloformer.model.batch import Batch
-from meloformer.model.config import ModelConfig
-from meloformer.model.plan import Planner, build_plan
-from meloformer.model.transformer import MeloFormer
-from meloformer.train.config import TrainConfig
-from meloformer.train.loader import MicroBatch
-from meloformer.train.optim import build_optimizer
-from meloformer.train.step import LossModule, train_step
+from meloformer.model import Batch, MeloFormer, ModelConfig, Planner, build_plan
+from meloformer.train import LossModule, MicroBatch, TrainConfig, build_optimizer, train_step
 
 
 def make_batch(songs, length: int, rows: int) -> Batch:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from meloformer.cli import NothingDone, run_cli
-from meloformer.data.config import DiscoverConfig, PreprocessConfig
+from meloformer.data import DiscoverConfig, PreprocessConfig
 from meloformer.data.discover import MANIFEST_FILE, discover
 from meloformer.data.preprocess import preprocess
 

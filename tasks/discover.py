@@ -9,7 +9,7 @@ from pathlib import Path
 from prefect import task
 
 from meloformer.cli import run_cli
-from meloformer.data.config import DiscoverConfig
+from meloformer.data import DiscoverConfig
 from meloformer.data.discover import MANIFEST_FILE, DiscoverSummary
 from meloformer.data.discover import discover as run_discover
 from tasks.params import PARAMS_FILE, load_params

@@ -9,8 +9,8 @@ from pathlib import Path
 from prefect import task
 
 from meloformer.cli import run_cli
-from meloformer.evaluate.evaluate import EvaluateConfig, summary_line
-from meloformer.evaluate.evaluate import evaluate as run_evaluate
+from meloformer.evaluate import EvaluateConfig, summary_line
+from meloformer.evaluate import evaluate as run_evaluate
 from tasks.params import PARAMS_FILE, load_params
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import task
 
 from meloformer.cli import run_cli
-from meloformer.generate.run import GenerateConfig, run_generate
+from meloformer.generate import GenerateConfig, run_generate
 from tasks.params import PARAMS_FILE, load_params
 
 

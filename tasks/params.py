@@ -26,16 +26,21 @@ from typing import Any
 import yaml
 from prefect import task
 
-from meloformer.data.config import DiscoverConfig, PreprocessConfig, ValidateConfig
+from meloformer.data import DiscoverConfig, PreprocessConfig, ValidateConfig
 from meloformer.errors import ConfigError, UserError
-from meloformer.evaluate.evaluate import EvaluateConfig
-from meloformer.generate.conditions import ConditionError, Conditions
-from meloformer.generate.conditions import resolve as resolve_conditions
-from meloformer.generate.run import GenerateConfig, build_script
-from meloformer.hid.encode import vocab_for
-from meloformer.hid.errors import HIDError
-from meloformer.model.config import MODEL_SIZES, ModelConfig
-from meloformer.train.config import PRESETS, TrainConfig, resolve
+from meloformer.evaluate import EvaluateConfig
+from meloformer.generate import (
+    ConditionError,
+    Conditions,
+    GenerateConfig,
+    build_script,
+)
+from meloformer.generate import (
+    resolve as resolve_conditions,
+)
+from meloformer.hid import HIDError, vocab_for
+from meloformer.model import MODEL_SIZES, ModelConfig
+from meloformer.train import PRESETS, TrainConfig, resolve
 
 PARAMS_FILE = Path("params.yaml")
 

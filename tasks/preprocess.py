@@ -14,9 +14,8 @@ from pathlib import Path
 from prefect import task
 
 from meloformer.cli import run_cli
+from meloformer.data import PreprocessConfig, ShardDone
 from meloformer.data import preprocess as lib
-from meloformer.data.config import PreprocessConfig
-from meloformer.data.worker import ShardDone
 from meloformer.errors import NothingDone
 from tasks.params import PARAMS_FILE, load_params
 

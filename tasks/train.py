@@ -15,7 +15,7 @@ from pathlib import Path
 from prefect import task
 
 from meloformer.cli import run_cli
-from meloformer.model.config import ModelConfig
+from meloformer.model import ModelConfig
 from meloformer.train import TrainConfig
 from meloformer.train import train as run_train
 from tasks.params import PARAMS_FILE, load_params

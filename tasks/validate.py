@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import task
 
 from meloformer.cli import run_cli
-from meloformer.data.config import ValidateConfig
+from meloformer.data import ValidateConfig
 from meloformer.data.discover import DiscoverSummary, read_summary
 from meloformer.data.validate import ValidationReport
 from meloformer.data.validate import validate as run_validate

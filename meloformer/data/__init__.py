@@ -6,5 +6,29 @@ stay modules. `meloformer.data.validate` is the only module that imports great_e
 """
 
 from meloformer.data.config import DiscoverConfig, PreprocessConfig, ValidateConfig
+from meloformer.data.controls import read_control_bins
+from meloformer.data.crop import crop
+from meloformer.data.manifest import read_manifest
+from meloformer.data.meta import meta_path, pitch_ranges, read_pitch_ranges
+from meloformer.data.profile import CorpusProfile, read_profile
+from meloformer.data.shards import ShardError, ShardReader, SongIndex, build_index
+from meloformer.data.worker import ShardDone
 
-__all__ = ["DiscoverConfig", "PreprocessConfig", "ValidateConfig"]
+__all__ = [
+    "CorpusProfile",
+    "DiscoverConfig",
+    "PreprocessConfig",
+    "ShardDone",
+    "ShardError",
+    "ShardReader",
+    "SongIndex",
+    "ValidateConfig",
+    "build_index",
+    "crop",
+    "meta_path",
+    "pitch_ranges",
+    "read_control_bins",
+    "read_manifest",
+    "read_pitch_ranges",
+    "read_profile",
+]

@@ -13,8 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from meloformer.data.shards import LIST_FIELDS
-from meloformer.hid.score import track_sort_key
-from meloformer.hid.vocab import Family, Vocab
+from meloformer.hid import Family, Vocab, track_sort_key
 
 SCALAR_COLUMNS = ("hash", "split", "n_tokens", "n_bars", "n_tracks", "n_notes")
 PAIRED_CHECKS = ("type_mismatches", "bar_backsteps", "track_jumps", "program_switches",

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 from meloformer.errors import check
-from meloformer.hid.config import HIDConfig
+from meloformer.hid import HIDConfig
 
 SPLITS = ("train", "val", "test")
 

@@ -10,9 +10,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from meloformer.hid.controls import ControlBins, bin_edges, cell_stats
-from meloformer.hid.song import Encoding
-from meloformer.hid.vocab import Vocab
+from meloformer.hid import ControlBins, Encoding, Vocab, bin_edges, cell_stats
 
 COLUMNS = ("ids", "track", "bar", "type")
 

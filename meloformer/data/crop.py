@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meloformer.hid.song import META_FIELDS, Encoding
-from meloformer.hid.vocab import BOS, EOS, Family
+from meloformer.hid import BOS, EOS, META_FIELDS, Encoding, Family
 
 RESTATED = 3  # tokens a window may add: the time signature, POS_0 and the tempo in force
 

@@ -23,7 +23,7 @@ from meloformer.data.shards import (
     list_dtypes,
     songs_file,
 )
-from meloformer.hid.vocab import VOCAB_VERSION, Family, Vocab
+from meloformer.hid import VOCAB_VERSION, Family, Vocab
 
 STAT_COLUMNS = ["hash", "split", "n_tokens", "n_notes", "n_bars"]  # what totals are read from
 RANGE_QUANTILE = 0.005  # pitch_ranges: the lowest and highest 0.5 % of a program's notes are out

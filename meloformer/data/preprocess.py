@@ -47,8 +47,7 @@ from meloformer.data.shards import (
     sweep_temp,
 )
 from meloformer.data.worker import EncodeFn, ShardDone, ShardTask, WorkerSetup
-from meloformer.hid.encode import encode_bytes
-from meloformer.hid.vocab import Vocab
+from meloformer.hid import Vocab, encode_bytes
 from meloformer.io import atomic_path, write_json
 from meloformer.progress import Progress
 

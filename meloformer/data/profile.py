@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from meloformer.hid.vocab import DRUM_PROGRAM, Family, Vocab
+from meloformer.hid import DRUM_PROGRAM, Family, Vocab
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meloformer.errors import UserError
-from meloformer.hid.config import HIDConfig
-from meloformer.hid.song import META_FIELDS, Encoding
-from meloformer.hid.vocab import GLOBAL_PROGRAM, Vocab
+from meloformer.hid import GLOBAL_PROGRAM, META_FIELDS, Encoding, HIDConfig, Vocab
 from meloformer.io import atomic_path, temp_files, temp_path
 
 SHARD_DIR = "shards"

@@ -39,8 +39,7 @@ from meloformer.data.shards import (
     song_schema,
     songs_files,
 )
-from meloformer.hid.config import HIDConfig
-from meloformer.hid.vocab import BOS, EOS, Vocab
+from meloformer.hid import BOS, EOS, HIDConfig, Vocab
 from meloformer.io import write_json
 
 REPORT_FILE = "validation.json"

@@ -19,10 +19,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from meloformer.data.shards import ShardKey, SongWriter, sweep_temp, write_rejects
-from meloformer.hid.config import HIDConfig
-from meloformer.hid.encode import encode_bytes
-from meloformer.hid.errors import MidiError
-from meloformer.hid.song import Encoding
+from meloformer.hid import Encoding, HIDConfig, MidiError, encode_bytes
 
 EncodeFn = Callable[[bytes, HIDConfig, str], Encoding]
 Row = tuple[str, str, str]  # (path, hash, split) of one manifest row

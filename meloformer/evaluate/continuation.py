@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from meloformer.hid.score import Score
+from meloformer.hid import Score
 
 PROMPT_TAIL = 4
 

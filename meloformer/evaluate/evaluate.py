@@ -11,10 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from meloformer.data.controls import read_control_bins
-from meloformer.data.crop import crop
-from meloformer.data.meta import meta_path, read_pitch_ranges
-from meloformer.data.shards import ShardError, ShardReader, build_index
+from meloformer.data import (
+    ShardError,
+    ShardReader,
+    build_index,
+    crop,
+    meta_path,
+    read_control_bins,
+    read_pitch_ranges,
+)
 from meloformer.device import PRECISIONS, autocast_dtype, resolve_device, use_cpu_threads
 from meloformer.errors import check
 from meloformer.evaluate.continuation import continuation_metrics
@@ -24,10 +29,7 @@ from meloformer.evaluate.metrics import SONG_METRICS, Piece, PitchRanges, out_of
 from meloformer.evaluate.similarity import similarity_curve, similarity_error
 from meloformer.evaluate.steering import steering_report
 from meloformer.generate import read_sample_ids
-from meloformer.hid.decode import parse_tokens
-from meloformer.hid.score import Score
-from meloformer.hid.song import Encoding
-from meloformer.hid.vocab import Vocab
+from meloformer.hid import Encoding, Score, Vocab, parse_tokens
 from meloformer.io import write_json
 from meloformer.train import check_corpus, load_trained
 

@@ -10,10 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from meloformer.device import autocast
-from meloformer.hid.song import Encoding
-from meloformer.hid.vocab import Family
-from meloformer.model.batch import IGNORE, Batch
-from meloformer.model.transformer import MeloFormer
+from meloformer.hid import Encoding, Family
+from meloformer.model import IGNORE, Batch, MeloFormer
 
 
 def token_losses(model: MeloFormer, songs: Sequence[Encoding], dtype: torch.dtype | None = None

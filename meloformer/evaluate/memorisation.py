@@ -13,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from meloformer.data.shards import ShardReader, build_index
-from meloformer.hid.score import Score
-from meloformer.hid.song import Encoding
-from meloformer.hid.vocab import Family, Vocab
+from meloformer.data import ShardReader, build_index
+from meloformer.hid import Encoding, Family, Score, Vocab
 
 SPAN_BARS = 4
 

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from meloformer.hid.score import Score
-from meloformer.hid.vocab import DRUM_PROGRAM, Vocab
+from meloformer.hid import DRUM_PROGRAM, Score, Vocab
 
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 MINOR = (0, 2, 3, 5, 7, 8, 10)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from meloformer.hid.score import Score
+from meloformer.hid import Score
 
 
 def bar_note_sets(score: Score) -> list[set[tuple[int, int, int, int]]]:

@@ -23,25 +23,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from meloformer.generate.conditions import Conditions
-from meloformer.generate.generate import Request, generate
-from meloformer.generate.sampling import SamplingConfig
-from meloformer.generate.script import infill
-from meloformer.hid.controls import (
+from meloformer.generate import Conditions, Request, SamplingConfig, generate, infill
+from meloformer.hid import (
     EMPTY,
     KINDS,
     LEVELS,
+    META_FIELDS,
     N_BINS,
     ControlBins,
+    Encoding,
+    Family,
+    Span,
+    Vocab,
     add_controls,
     cell_stats,
+    random_span,
     realised,
+    restore,
 )
-from meloformer.hid.infill import Span, random_span, restore
-from meloformer.hid.song import META_FIELDS, Encoding
-from meloformer.hid.vocab import Family, Vocab
-from meloformer.model.batch import IGNORE, Batch
-from meloformer.model.transformer import MeloFormer
+from meloformer.model import IGNORE, Batch, MeloFormer
 
 SPAN_BARS = 4  # spans scored by evaluation: 1..4 bars (bench/infill_eval.py draws the same)
 

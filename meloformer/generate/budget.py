@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from meloformer.generate.script import Forced, Script
+from meloformer.hid import DRUM_PROGRAM, EOS, Family, Vocab
 from meloformer.hid import grammar as g
 from meloformer.hid.grammar import GrammarState
-from meloformer.hid.vocab import DRUM_PROGRAM, EOS, Family, Vocab
 
 F = Family
 

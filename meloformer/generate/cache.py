@@ -21,10 +21,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from meloformer.model.cache import KVCache
-from meloformer.model.config import ModelConfig
-from meloformer.model.layout import MASK_TABLES, PAD, PAD_VALUE, MaskTables
-from meloformer.model.masks import MaskMod, mask_features, meloformer_mask, rule_mask
+from meloformer.model import (
+    MASK_TABLES,
+    PAD,
+    PAD_VALUE,
+    KVCache,
+    MaskMod,
+    MaskTables,
+    ModelConfig,
+    mask_features,
+    meloformer_mask,
+    rule_mask,
+)
 
 _NEVER = 2**30  # clock of an empty slot: after every query
 

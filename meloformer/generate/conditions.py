@@ -6,10 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from meloformer.errors import UserError
-from meloformer.hid.controls import level
-from meloformer.hid.infill import Span
-from meloformer.hid.timeline import tempo_bin
-from meloformer.hid.vocab import Family, Vocab
+from meloformer.hid import Family, Span, Vocab, level, tempo_bin
 
 
 class ConditionError(UserError, ValueError):

@@ -9,9 +9,9 @@ from meloformer.errors import UserError
 from meloformer.generate.budget import growing, need, slack
 from meloformer.generate.conditions import Rules
 from meloformer.generate.script import Forced, Free, Script
+from meloformer.hid import EOS, Family, Vocab
 from meloformer.hid import grammar as g
 from meloformer.hid.grammar import GrammarState
-from meloformer.hid.vocab import EOS, Family, Vocab
 
 F = Family
 

@@ -24,10 +24,8 @@ from meloformer.generate.rows import CellTracker, build_rows
 from meloformer.generate.sampling import SamplingConfig, pool_closing, sample
 from meloformer.generate.script import Script, prompt_tokens
 from meloformer.generate.step import StepFn, extend, forward_rows
-from meloformer.hid.song import Encoding
-from meloformer.hid.vocab import EOS, Vocab
-from meloformer.model.batch import Batch
-from meloformer.model.transformer import MeloFormer
+from meloformer.hid import EOS, Encoding, Vocab
+from meloformer.model import Batch, MeloFormer
 
 
 class LogitSource(Protocol):

@@ -8,9 +8,7 @@ from typing import Any
 
 from meloformer.errors import UserError
 from meloformer.generate.pianoroll import plot_pianoroll
-from meloformer.hid.decode import decode, parse_tokens
-from meloformer.hid.song import Encoding
-from meloformer.hid.vocab import Vocab
+from meloformer.hid import Encoding, Vocab, decode, parse_tokens
 from meloformer.io import atomic_path
 
 

@@ -11,8 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from meloformer.hid.score import Score  # noqa: E402
-from meloformer.hid.vocab import DRUM_PROGRAM  # noqa: E402
+from meloformer.hid import DRUM_PROGRAM, Score  # noqa: E402
 from meloformer.io import atomic_path  # noqa: E402
 
 

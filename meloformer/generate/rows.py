@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from meloformer.model.layout import PAD_VALUE, CellTracker
+from meloformer.model import PAD_VALUE, CellTracker
 
 __all__ = ["COLUMNS", "CacheFull", "CellTracker", "QueryRows", "build_rows"]
 

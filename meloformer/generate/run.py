@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from meloformer.data.profile import CorpusProfile
+from meloformer.data import CorpusProfile
 from meloformer.device import PRECISIONS, decode_dtype, resolve_device, use_cpu_threads
 from meloformer.errors import ConfigError, check
 from meloformer.generate.audio import attach_audio
@@ -32,10 +32,7 @@ from meloformer.generate.script import (
     infill,
     token_budget,
 )
-from meloformer.hid.config import HIDConfig
-from meloformer.hid.encode import encode_file
-from meloformer.hid.infill import Span, restore
-from meloformer.hid.vocab import Vocab
+from meloformer.hid import HIDConfig, Span, Vocab, encode_file, restore
 from meloformer.io import json_ready
 from meloformer.progress import Progress
 from meloformer.train import SKILLS, load_learned, load_profile, load_trained

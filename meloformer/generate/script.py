@@ -15,10 +15,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from meloformer.errors import UserError
-from meloformer.hid.infill import Span, infill_layout
-from meloformer.hid.score import track_sort_key
-from meloformer.hid.song import Encoding
-from meloformer.hid.vocab import BOS, DRUM_PROGRAM, EOS, Family, Vocab
+from meloformer.hid import (
+    BOS,
+    DRUM_PROGRAM,
+    EOS,
+    Encoding,
+    Family,
+    Span,
+    Vocab,
+    infill_layout,
+    track_sort_key,
+)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,7 @@ import torch
 
 from meloformer.generate.cache import DecodeCache
 from meloformer.generate.rows import QueryRows
-from meloformer.model.cache import DecodeRows
-from meloformer.model.layout import SUMMARY
-from meloformer.model.transformer import MeloFormer
+from meloformer.model import SUMMARY, DecodeRows, MeloFormer
 
 StepFn = Callable[[MeloFormer, DecodeCache, dict, int, int], torch.Tensor]
 

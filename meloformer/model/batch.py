@@ -12,8 +12,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from meloformer.hid.song import META_FIELDS, Encoding
-from meloformer.hid.vocab import PAD
+from meloformer.hid import META_FIELDS, PAD, Encoding
 
 PAD_DOC = -1  # `doc` value of padding positions
 IGNORE = -100  # `targets` value the loss skips (F.cross_entropy's ignore_index)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from meloformer.hid.vocab import BOS, Family
+from meloformer.hid import BOS, Family
 from meloformer.model.batch import Batch
 
 # Folding the document into track and bar ids lets the rules compare them without a separate

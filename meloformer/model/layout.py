@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from meloformer.hid.vocab import Family
+from meloformer.hid import Family
 from meloformer.model.batch import Batch
 from meloformer.model.cells import (
     MAX_BARS,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch.nn.attention.flex_attention import and_masks, or_masks
 
-from meloformer.hid.vocab import Family
+from meloformer.hid import Family
 from meloformer.model.config import ModelConfig
 from meloformer.model.layout import BODY, HEADER, MAX_TRACKS, SUMMARY, SUMMARY_FAMILY, Layout
 

@@ -16,7 +16,7 @@ from typing import Any
 from meloformer.cli import run_cli
 from meloformer.errors import ConfigError
 from meloformer.flags import add_flags, as_flag, values
-from meloformer.model.config import MODEL_SIZES, ModelConfig
+from meloformer.model import MODEL_SIZES, ModelConfig
 from meloformer.train.config import PRESETS, TrainConfig, resolve
 from meloformer.train.dist import shutdown
 from meloformer.train.loop import train

@@ -17,11 +17,10 @@ from typing import Any
 
 import torch
 
-from meloformer.data.profile import CorpusProfile
+from meloformer.data import CorpusProfile
 from meloformer.errors import UserError
 from meloformer.io import atomic_path, json_ready
-from meloformer.model.config import ModelConfig
-from meloformer.model.transformer import MeloFormer
+from meloformer.model import MeloFormer, ModelConfig
 from meloformer.train.vocabulary import VocabError, VocabRecord, checkpoint_vocab
 
 FORMAT = "meloformer-checkpoint-1"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from meloformer.data.profile import read_profile
+from meloformer.data import read_profile
 from meloformer.train.checkpoint import learned, load_checkpoint, save_checkpoint
 
 KEEP = ("model_config", "vocab", "profile", "learned", "step", "tokens", "train_config")

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from meloformer.data.shards import SongIndex
-from meloformer.hid.controls import ControlBins
-from meloformer.hid.vocab import Vocab
-from meloformer.model.config import ModelConfig
-from meloformer.model.plan import Planner
+from meloformer.data import SongIndex
+from meloformer.hid import ControlBins, Vocab
+from meloformer.model import ModelConfig, Planner
 from meloformer.train.config import TrainConfig
 from meloformer.train.dist import DistInfo, all_reduce
 from meloformer.train.loader import MicroBatch, PlanDataset, make_loader

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from meloformer.data.crop import crop
-from meloformer.data.shards import SongIndex
-from meloformer.hid.infill import infill_layout, random_span
-from meloformer.hid.song import Encoding
-from meloformer.hid.vocab import BOS, Family, Vocab
-from meloformer.model.batch import IGNORE, Batch
+from meloformer.data import SongIndex, crop
+from meloformer.hid import BOS, Encoding, Family, Vocab, infill_layout, random_span
+from meloformer.model import IGNORE, Batch
 
 MAX_SPAN_BARS = 8
 GROWTH = 2 * MAX_SPAN_BARS  # tokens a span adds at most (FILL_START and FILL_END per bar)

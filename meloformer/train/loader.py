@@ -14,12 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from meloformer.data.crop import crop
-from meloformer.data.shards import ShardReader, SongIndex
-from meloformer.hid.controls import ControlBins, add_controls
-from meloformer.hid.vocab import Vocab
-from meloformer.model.batch import IGNORE, Batch
-from meloformer.model.plan import MaskPlan, Planner
+from meloformer.data import ShardReader, SongIndex, crop
+from meloformer.hid import ControlBins, Vocab, add_controls
+from meloformer.model import IGNORE, Batch, MaskPlan, Planner
 from meloformer.train.infill import (
     control_rng,
     ignore_placeholder_targets,

@@ -21,15 +21,11 @@ from typing import Literal
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from meloformer.data.controls import read_control_bins
-from meloformer.data.meta import meta_path
-from meloformer.data.profile import read_profile
-from meloformer.data.shards import build_index
+from meloformer.data import build_index, meta_path, read_control_bins, read_profile
 from meloformer.device import autocast_dtype, compiler_missing, resolve_device, use_cpu_threads
 from meloformer.errors import Stopped, UserError
 from meloformer.io import json_ready
-from meloformer.model.config import ModelConfig
-from meloformer.model.transformer import MeloFormer
+from meloformer.model import MeloFormer, ModelConfig
 from meloformer.train.checkpoint import (
     LAST,
     CheckpointError,

@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from meloformer.device import autocast
-from meloformer.model.batch import Batch
-from meloformer.model.plan import MaskPlan
+from meloformer.model import Batch, MaskPlan
 from meloformer.train.dist import all_reduce
 from meloformer.train.loader import MicroBatch
 

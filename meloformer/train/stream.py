@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from meloformer.data.shards import SongIndex
+from meloformer.data import SongIndex
 from meloformer.train.config import TrainConfig
 
 

@@ -10,11 +10,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from meloformer.data.meta import meta_path
+from meloformer.data import meta_path
 from meloformer.errors import UserError
-from meloformer.hid.config import HIDConfig
-from meloformer.hid.encode import vocab_for
-from meloformer.hid.vocab import Vocab
+from meloformer.hid import HIDConfig, Vocab, vocab_for
 
 
 class VocabError(UserError, ValueError):
