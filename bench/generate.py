@@ -15,7 +15,6 @@ since) was measured against it: docs/results.md "Decoding".
 from __future__ import annotations
 
 import argparse
-import contextlib
 import resource
 import sys
 import time
@@ -34,7 +33,6 @@ from meloformer.generate import (
     from_scratch,
     generate,
 )
-from meloformer.generate import cache as cache_module
 from meloformer.hid import HIDConfig, encode_file, vocab_for
 from meloformer.model import MeloFormer, ModelConfig
 
@@ -85,18 +83,6 @@ def cached_vs_full(model: MeloFormer, ids: np.ndarray, meta: np.ndarray, context
     return diff / scale
 
 
-@contextlib.contextmanager
-def whole_range():
-    """The cached step as it was before gathered attention and the by-features mask (the
-    --long baseline): every step's mask built per (row, slot) pair over every slot in use."""
-    saved = cache_module.GATHER_SHARE, cache_module.BY_FEATURES_ROWS
-    cache_module.GATHER_SHARE, cache_module.BY_FEATURES_ROWS = 0.0, 2**62
-    try:
-        yield
-    finally:
-        cache_module.GATHER_SHARE, cache_module.BY_FEATURES_ROWS = saved
-
-
 def long_context(model: MeloFormer, contexts: list[int], steps: int, device: torch.device,
                  baseline: bool) -> list[dict]:
     """Prefill tokens/s, then decode tokens/s of `steps` teacher-forced steps, at each
@@ -104,14 +90,13 @@ def long_context(model: MeloFormer, contexts: list[int], steps: int, device: tor
     with the process's peak resident memory after each. The current step runs first at
     every context (ascending: the peak so far is that row's), then, with `baseline`, the
     whole-range step (whose peak is then at least the current one's)."""
-    modes = [("gathered", contextlib.nullcontext)] + ([("whole range", whole_range)]
-                                                      if baseline else [])
-    return [row | {"mode": name} for name, ctx in modes for row in
-            _long_rows(model, contexts, steps, device, ctx)]
+    modes = [("gathered", True)] + ([("whole range", False)] if baseline else [])
+    return [row | {"mode": name} for name, sparse in modes for row in
+            _long_rows(model, contexts, steps, device, sparse)]
 
 
 def _long_rows(model: MeloFormer, contexts: list[int], steps: int, device: torch.device,
-               mode) -> list[dict]:
+               sparse: bool) -> list[dict]:
     song = encode_file(LONG_SONG)
     ids = song.ids[None].astype(np.int64)
     meta = np.stack([song.track, song.bar, song.type, song.pos, song.program], -1)[None]
@@ -119,17 +104,16 @@ def _long_rows(model: MeloFormer, contexts: list[int], steps: int, device: torch
     rows = []
     for context in sorted(contexts):
         C = min(context, ids.shape[1] - steps - 2)
-        with mode():
-            source = Cached(model, 1, C + steps + 2, (C + steps + 2) // 2 + 1)
-            t0 = time.perf_counter()
-            source.prefill(ids[:, :C], meta[:, :C])
-            sync(device)
-            prefill = C / (time.perf_counter() - t0)
-            source.decode_one_token(ids[:, C : C + 1], meta[:, C : C + 1])  # warm-up
-            t0 = time.perf_counter()
-            for i in range(C + 1, C + 1 + steps):
-                source.decode_one_token(ids[:, i : i + 1], meta[:, i : i + 1])
-            sync(device)
+        source = Cached(model, 1, C + steps + 2, (C + steps + 2) // 2 + 1, sparse=sparse)
+        t0 = time.perf_counter()
+        source.prefill(ids[:, :C], meta[:, :C])
+        sync(device)
+        prefill = C / (time.perf_counter() - t0)
+        source.decode_one_token(ids[:, C : C + 1], meta[:, C : C + 1])  # warm-up
+        t0 = time.perf_counter()
+        for i in range(C + 1, C + 1 + steps):
+            source.decode_one_token(ids[:, i : i + 1], meta[:, i : i + 1])
+        sync(device)
         rows.append({"context": C, "prefill_tok_s": prefill,
                      "decode_tok_s": steps / (time.perf_counter() - t0),
                      "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})

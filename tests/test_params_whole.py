@@ -4,6 +4,7 @@ writes its marker, so DVC (every stage depends on the marker) deletes no stage's
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -128,9 +129,12 @@ def test_every_stage_waits_for_the_params_marker():
 def test_the_params_stage_says_it_in_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text(
         yaml.safe_dump(with_value(shipped(), "generate.n_bars", 0)))
+    # tasks/ runs from the checkout (it is not installed): the checkout on the path
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO),
+                                                        os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-m", "tasks.params", "--params", "params.yaml",
                            "--ok", "params.ok"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip() == "error: params.yaml: generate.n_bars: must be in 1..4096, got 0"
     assert not (tmp_path / "params.ok").exists()

@@ -66,11 +66,16 @@ class DecodeCache(nn.Module):
         max_tokens: regular slots T.
         max_summaries: summary slots S.
         device, dtype: of the key/value buffers (the model's).
+        sparse: build prefill masks per distinct features and attend over the gathered slots
+            (False: every step over the whole range, its mask per (row, slot) pair: the step
+            before them, which `python -m bench.generate --long-baseline` times).
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, max_tokens: int, max_summaries: int,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 sparse: bool = True):
         super().__init__()
+        self.sparse = sparse
         self.cfg, self.batch = cfg, batch
         self.max_tokens, self.max_summaries = max_tokens, max_summaries
         self.dense = cfg.attention == "dense"
@@ -125,9 +130,12 @@ class DecodeCache(nn.Module):
         index None: mask (B, 1, Q, hi - lo) over the whole range (`mask`). Otherwise the
         gathered form (`gathered`): index (B, G, n) of the slots each group of rows reads,
         mask (B, G, R, n). Gathered only where it reads at most GATHER_SHARE of the range, never
-        inside a compiled step (its n is data-dependent: a host sync)."""
+        in the static-shape or a compiled step (its n is data-dependent: a host sync)."""
         visible = self.visible(slot, lo, hi)
-        if not self.dense and not torch.compiler.is_compiling():
+        # lo == 0 only in the static-shape step (extend's full_range: slot 0 is the scratch
+        # slot, never in use), which must stay free of host syncs to be captured.
+        static = lo == 0 and hi == self.n_slots
+        if self.sparse and not (self.dense or static or torch.compiler.is_compiling()):
             gathered = self.gathered(visible, lo)
             if gathered[1].shape[-1] <= GATHER_SHARE * (hi - lo):
                 return gathered
@@ -165,7 +173,7 @@ class DecodeCache(nn.Module):
         if self.dense:  # plain causal over regular tokens
             clock = self.tables.clock
             visible = clock[b, kv] <= clock[b, q]
-        elif slot.shape[1] >= BY_FEATURES_ROWS:
+        elif self.sparse and slot.shape[1] >= BY_FEATURES_ROWS:
             visible = self.mask_by_features(slot, lo, hi)
         else:
             h = torch.zeros((), dtype=torch.long, device=slot.device)

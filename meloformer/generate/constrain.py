@@ -157,9 +157,10 @@ class Controller:
             self._conductor_rules(m)
         elif self.st.state == g.T_PITCH:
             self._end_by_song_end(m)
-        elif self._opening_bar(part):
-            self._sounding(m)
-        return self._budget(m, part)
+        out = self._budget(m, part)
+        if out is m and self._opening_bar(part):  # only while max_tokens leaves room for it
+            self._sounding(out)
+        return out
 
     def _opening_bar(self, part: Free) -> bool:
         """At the opener of the first bar of a track the run writes whole, in a run whose
@@ -235,7 +236,8 @@ class Controller:
             m[r[F.POSITION].start : r[F.POSITION].stop] = False
 
     def _budget(self, m: np.ndarray, part: Free) -> np.ndarray:
-        """Refuse growing tokens once the song must close to fit max_tokens."""
+        """Refuse growing tokens once the song must close to fit max_tokens (`m` itself is
+        returned while there is room)."""
         rules, st = self.rules, self.st
         left = need(st, self.script, self.seg, self.k, rules.n_bars) + self._controls_due()
         tracks = sum(isinstance(p, Free) for p in self.script[self.seg :]) + 1

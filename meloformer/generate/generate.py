@@ -61,16 +61,18 @@ class Cached:
             frozen older one to compare).
         dtype: autocast dtype of every step (None: the weights' dtype). The cache's keys
             and values are stored in the dtype the projections produce under it.
+        sparse: DecodeCache's sparse steps (False: the whole-range baseline).
     """
 
     def __init__(self, model: MeloFormer, batch: int, max_tokens: int, max_summaries: int,
                  static: bool = False, compile: bool = False, prefill_chunk: int = 1024,
-                 step: StepFn = forward_rows, dtype: torch.dtype | None = None):
+                 step: StepFn = forward_rows, dtype: torch.dtype | None = None,
+                 sparse: bool = True):
         p = next(model.parameters())
         self.model, self.static, self.chunk = model, static or compile, prefill_chunk
         self.device, self.dtype = p.device, dtype
         self.cache = DecodeCache(model.cfg, batch, max_tokens, max_summaries, p.device,
-                                 dtype or p.dtype)
+                                 dtype or p.dtype, sparse)
         self.trackers = [CellTracker() for _ in range(batch)]
         self.eager_step = step
         self.step_fn = (torch.compile(step, mode="reduce-overhead", fullgraph=True)
