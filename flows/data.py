@@ -21,8 +21,8 @@ from prefect import flow, unmapped
 import flows  # noqa: F401  (Prefect telemetry off unless set)
 from flows.api import require_api
 from flows.runners import task_runner
+from meloformer.cli import run_cli
 from meloformer.data.discover import read_summary
-from tasks.cli import run_cli
 from tasks.discover import discover
 from tasks.params import PARAMS_FILE, Params, load_params
 from tasks.paths import Paths

@@ -27,8 +27,8 @@ import flows  # noqa: F401  (Prefect telemetry off unless set)
 from flows.api import quiet_capacity_line, require_api
 from flows.data import data
 from flows.training import training
+from meloformer.cli import run_cli
 from tasks.artifacts import publish_report
-from tasks.cli import run_cli
 from tasks.evaluate import EvalSummary, evaluate
 from tasks.generate import generate
 from tasks.params import check_params, load_params

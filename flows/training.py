@@ -12,8 +12,8 @@ from prefect import flow
 
 import flows  # noqa: F401  (Prefect telemetry off unless set)
 from flows.api import require_api
+from meloformer.cli import run_cli
 from tasks.artifacts import TrainProgress
-from tasks.cli import run_cli
 from tasks.params import PARAMS_FILE, Params, load_params
 from tasks.paths import Paths
 from tasks.stages import Stages
