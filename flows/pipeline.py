@@ -47,6 +47,7 @@ def pipeline(params_file: Path = Path("params.yaml"), root: Path = Path(".")) ->
 
     Returns the evaluation's headline (every metric is in metrics/eval.json).
     """
+    params_file, root = Path(params_file), Path(root)  # served runs pass them unvalidated
     params = load_params(params_file)  # a bad value stops here, before anything is written
     p, stages = Paths.of(params, root), Stages.of(params_file, root)
     if stages.due("params"):
@@ -100,7 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         require_api()
         runner = ThreadPoolTaskRunner(max_workers=load_params(args.params).preprocess.workers)
-        flow_ = pipeline.with_options(task_runner=runner)
+        # No pydantic validation of the parameters: in a served run's process it failed to
+        # resolve the postponed `Path` annotation ("PipelineModel is not fully defined");
+        # the flow converts them itself.
+        flow_ = pipeline.with_options(task_runner=runner, validate_parameters=False)
         if args.serve:
             quiet_capacity_line()
             # limit=1: runs share the workspace's files, so a late run waits for the last one
