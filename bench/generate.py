@@ -91,16 +91,21 @@ def long_context(model: MeloFormer, contexts: list[int], steps: int, device: tor
     every context (ascending: the peak so far is that row's), then, with `baseline`, the
     whole-range step (whose peak is then at least the current one's)."""
     modes = [("gathered", True)] + ([("whole range", False)] if baseline else [])
+    ids, meta = song_arrays(LONG_SONG)  # read once for every mode
     return [row | {"mode": name} for name, sparse in modes for row in
-            _long_rows(model, contexts, steps, device, sparse)]
+            _long_rows(model, ids, meta, contexts, steps, device, sparse)]
 
 
-def _long_rows(model: MeloFormer, contexts: list[int], steps: int, device: torch.device,
-               sparse: bool) -> list[dict]:
-    song = encode_file(LONG_SONG)
-    ids = song.ids[None].astype(np.int64)
-    meta = np.stack([song.track, song.bar, song.type, song.pos, song.program], -1)[None]
-    meta = meta.astype(np.int64)
+def song_arrays(path: Path, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A song's ids (B, L) and metas (B, L, 5), int64, the same song in each of `batch` rows."""
+    song = encode_file(path)
+    meta = np.stack([song.track, song.bar, song.type, song.pos, song.program], -1)
+    return (np.repeat(song.ids[None].astype(np.int64), batch, 0),
+            np.repeat(meta[None].astype(np.int64), batch, 0))
+
+
+def _long_rows(model: MeloFormer, ids: np.ndarray, meta: np.ndarray, contexts: list[int],
+               steps: int, device: torch.device, sparse: bool) -> list[dict]:
     rows = []
     for context in sorted(contexts):
         C = min(context, ids.shape[1] - steps - 2)
@@ -158,10 +163,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = MeloFormer(ModelConfig.from_name("small")).to(device, getattr(torch, args.dtype))
     model.eval()
-    song = encode_file(SONG)
-    meta = np.stack([song.track, song.bar, song.type, song.pos, song.program], -1)
-    ids = np.repeat(song.ids[None].astype(np.int64), args.batch, 0)
-    meta = np.repeat(meta[None].astype(np.int64), args.batch, 0)
+    ids, meta = song_arrays(SONG, args.batch)
     rows, check = [], None
     if args.check:  # bf16 logits carry ~3 significant digits; fp32 agree to ~1e-6
         tol = 2e-2 if args.dtype == "bfloat16" else 1e-4
