@@ -163,3 +163,12 @@ def test_packed_rows_train_end_to_end(data_dir, tmp_path):
     # Packed rows carry more real tokens per step than one song per row could (<= 2 x 512).
     hist = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert hist["tokens"] > 0 and hist["data"]["batch_size"] == 2
+
+
+def test_kept_checkpoints_make_a_curve_and_transposed_rows_train(data_dir, tmp_path):
+    cfg = tiny_train(max_steps=5, keep_every=2, save_every=100, transpose=5)
+    train(cfg, tiny_model(), data_dir, tmp_path, device="cpu")
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt"))
+    assert names == ["last.pt", "step-0000002.pt", "step-0000004.pt"]
+    kept = load_checkpoint(tmp_path / "checkpoints" / "step-0000004.pt")
+    assert kept["step"] == 4 and kept["train_config"]["transpose"] == 5

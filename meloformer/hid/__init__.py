@@ -29,6 +29,7 @@ from meloformer.hid.infill import Span, fill_mask, infill_layout, random_span, r
 from meloformer.hid.score import Score, track_sort_key
 from meloformer.hid.song import META_FIELDS, Encoding
 from meloformer.hid.timeline import tempo_bin
+from meloformer.hid.transpose import random_transpose, transpose, transpose_range
 from meloformer.hid.vocab import (
     BOS,
     DRUM_PROGRAM,
@@ -78,10 +79,13 @@ __all__ = [
     "midi_files",
     "parse_tokens",
     "random_span",
+    "random_transpose",
     "realised",
     "restore",
     "score_bytes",
     "tempo_bin",
     "track_sort_key",
+    "transpose",
+    "transpose_range",
     "vocab_for",
 ]

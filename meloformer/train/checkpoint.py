@@ -27,6 +27,11 @@ FORMAT = "meloformer-checkpoint-1"
 LAST = "last.pt"
 
 
+def kept_name(step: int) -> str:
+    """The file name of a step's kept checkpoint (train.keep_every): step-0001000.pt."""
+    return f"step-{step:07d}.pt"
+
+
 class CheckpointError(UserError, ValueError):
     """A checkpoint file is missing, unreadable or of another format (the message names it)."""
 

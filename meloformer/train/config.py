@@ -83,6 +83,13 @@ class TrainConfig:
     """Share of training songs that carry per-bar control tokens (note density, polyphony:
     docs/hid.md "Controls"); in such a song each bar that plays keeps each control with
     probability hid.controls.BAR_KEEP. 0 writes none (the plain rows)."""
+    transpose: int = 0
+    """Move each training song's melodic pitches and chord roots by a random number of
+    semitones in [-transpose, transpose] (kept inside 0..127; drums stay), drawn anew per
+    (epoch, song): hid.transpose. 0 keeps the plain rows bit for bit."""
+    keep_every: int = 0
+    """Also keep the checkpoint of every this many steps as checkpoints/step-NNNNNNN.pt (a
+    run's curve: bench.curve); 0 keeps only last.pt."""
 
     def __post_init__(self) -> None:
         # ConfigError names the field: "params.yaml: train.<field>: ..." or "--<field>: ...".
@@ -104,6 +111,8 @@ class TrainConfig:
         check("precision", self.precision, self.precision in PRECISIONS,
               f"must be one of {list(PRECISIONS)}")
         check("threads", self.threads, self.threads >= 0, "must be >= 0")
+        check("transpose", self.transpose, 0 <= self.transpose <= 12, "must be in 0..12")
+        check("keep_every", self.keep_every, self.keep_every >= 0, "must be >= 0")
         for name in ("beta1", "beta2"):
             check(name, getattr(self, name), 0 <= getattr(self, name) < 1, "must be in [0, 1)")
         check("phase3_step", self.phase3_step, self.phase3_step >= self.phase2_step,

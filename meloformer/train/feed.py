@@ -25,7 +25,7 @@ class DataFeed:
             executor the loader builds mask plans for; CUDA also pins host memory.
         model_cfg: the model's config (mask rules, block sizes, length bucket).
         vocab: the corpus's vocabulary (infill examples need its FILL tokens; required when
-            cfg.infill_rate or cfg.control_rate > 0).
+            cfg.infill_rate, cfg.control_rate or cfg.transpose > 0).
         control_bins: meta.json `control_bins` (required when cfg.control_rate > 0).
     """
 
@@ -51,7 +51,8 @@ class DataFeed:
         self.stop()
         c = self.cfg
         dataset = PlanDataset(self.index, plan, c.max_seq_len, c.seed, self.planner,
-                              c.infill_rate, self.vocab, c.control_rate, self.control_bins)
+                              c.infill_rate, self.vocab, c.control_rate, self.control_bins,
+                              c.transpose)
         self._iter = iter(make_loader(dataset, state.done, phase.num_workers, self.pin))
         # One collective per (re)start, none per step: the batches left on the poorest rank.
         left = torch.tensor([len(dataset) - state.done], device=self.device)

@@ -20,6 +20,7 @@ MAX_SPAN_BARS = 8
 GROWTH = 2 * MAX_SPAN_BARS  # tokens a span adds at most (FILL_START and FILL_END per bar)
 INFILL_STREAM = 7  # salt of the infill RNG stream, apart from the crop's
 CONTROL_STREAM = 11  # salt of the per-bar control drops (hid/controls.py add_controls)
+TRANSPOSE_STREAM = 13  # salt of the transposition draw (hid/transpose.py)
 
 
 def infill_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
@@ -30,6 +31,11 @@ def infill_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
 def control_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
     """The per-(epoch, song) stream of control-token drops."""
     return np.random.default_rng([seed, epoch, song, CONTROL_STREAM])
+
+
+def transpose_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
+    """The per-(epoch, song) stream of the transposition draw."""
+    return np.random.default_rng([seed, epoch, song, TRANSPOSE_STREAM])
 
 
 def song_example(

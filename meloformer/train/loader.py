@@ -15,13 +15,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from meloformer.data import ShardReader, SongIndex, crop
-from meloformer.hid import ControlBins, Vocab, add_controls
+from meloformer.hid import ControlBins, Vocab, add_controls, random_transpose
 from meloformer.model import IGNORE, Batch, MaskPlan, Planner
 from meloformer.train.infill import (
     control_rng,
     ignore_placeholder_targets,
     infill_rng,
     song_example,
+    transpose_rng,
 )
 from meloformer.train.stream import PlannedBatch
 
@@ -55,21 +56,26 @@ class PlanDataset(Dataset):
         control_rate, control_bins: share of songs with per-bar control tokens
             (hid/controls.py add_controls) and the bins that define them; 0 (the default):
             no control tokens.
+        transpose: the largest shift in semitones of a song's random transposition
+            (hid/transpose.py); 0 (the default): none.
     """
 
     def __init__(
         self, index: SongIndex, plans: Sequence[PlannedBatch], max_seq_len: int, seed: int,
         planner: Planner, infill_rate: float = 0.0, vocab: Vocab | None = None,
         control_rate: float = 0.0, control_bins: ControlBins | None = None,
+        transpose: int = 0,
     ) -> None:
         self.index, self.plans = index, list(plans)
         self.max_seq_len, self.seed, self.planner = max_seq_len, seed, planner
-        if (infill_rate > 0 or control_rate > 0) and vocab is None:
-            raise ValueError("PlanDataset: infill_rate or control_rate > 0 needs the vocabulary")
+        if (infill_rate > 0 or control_rate > 0 or transpose > 0) and vocab is None:
+            raise ValueError("PlanDataset: infill_rate, control_rate or transpose > 0 needs the "
+                             "vocabulary")
         if control_rate > 0 and control_bins is None:
             raise ValueError("PlanDataset: control_rate > 0 needs the control bins")
         self.infill_rate, self.vocab = infill_rate, vocab
         self.control_rate, self.control_bins = control_rate, control_bins
+        self.transpose = transpose
         self._reader: ShardReader | None = None  # built lazily in each worker process
 
     def __len__(self) -> int:
@@ -92,6 +98,9 @@ class PlanDataset(Dataset):
         # The row was planned for the song plus the room its controls and fill markers may
         # take (SongIndex.planned), so a song that fits keeps every bar and its EOS.
         budget = min(int(self.index.planned[song]), self.max_seq_len)
+        if self.transpose > 0:  # first: the chords and controls then describe what plays
+            enc = random_transpose(enc, self.transpose, self.vocab,
+                                   transpose_rng(self.seed, epoch, song))
         if self.control_rate > 0:
             enc = add_controls(enc, self.vocab, self.control_bins, self.control_rate,
                                control_rng(self.seed, epoch, song))

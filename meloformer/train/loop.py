@@ -29,6 +29,7 @@ from meloformer.model import MeloFormer, ModelConfig
 from meloformer.train.checkpoint import (
     LAST,
     CheckpointError,
+    kept_name,
     load_checkpoint,
     load_learned,
     load_trained,
@@ -327,8 +328,9 @@ class _Run:
                 self.rate = rate
                 t0, tok0 = time.perf_counter(), self.tokens
             due = cfg.save_every_s and time.monotonic() - saved_at >= cfg.save_every_s
-            if self.step % cfg.save_every == 0 or due:
-                self._save()
+            kept = cfg.keep_every and self.step % cfg.keep_every == 0
+            if self.step % cfg.save_every == 0 or due or kept:
+                self._save(keep=bool(kept))
                 saved_at = time.monotonic()
 
     def _lr(self, step: int) -> float:
@@ -403,10 +405,14 @@ class _Run:
         self.history = [(int(row[0]), *row[1:]) for row in ckpt["history"].tolist()]
         set_rng_state(ckpt["rng"])
 
-    def _save(self) -> None:
-        """Checkpoint, metrics and loss curve (rank 0), so a killed run leaves all three."""
+    def _save(self, keep: bool = False) -> None:
+        """Checkpoint, metrics and loss curve (rank 0), so a killed run leaves all three;
+        `keep` also writes the step's own copy (train.keep_every)."""
         if self.info.is_main:
-            save_checkpoint(self.out_dir / "checkpoints" / LAST, self._state())
+            state = self._state()
+            save_checkpoint(self.out_dir / "checkpoints" / LAST, state)
+            if keep:
+                save_checkpoint(self.out_dir / "checkpoints" / kept_name(self.step), state)
             self.log.write_outputs(self._summary(), self._config(), self.history)
 
     def _summary(self) -> dict:
