@@ -54,6 +54,9 @@ class Controller:
         self._allowed_openers = np.zeros(len(vocab), dtype=bool)
         self._allowed_openers[list(rules.openers or ())] = True
         self._bar_steps = np.asarray(vocab.bar_steps, dtype=np.int64)
+        self._chords = np.zeros(len(vocab), dtype=bool)
+        self._chords[r[F.CHORD].start : r[F.CHORD].stop] = True
+        self._chord_n = vocab.index.get("CHORD_N")  # None in a vocabulary without chords
 
     @property
     def done(self) -> bool:
@@ -155,11 +158,15 @@ class Controller:
             m &= self._fresh
         if self.st.track == 0:
             self._conductor_rules(m)
+            if part.chorded:
+                self._chorded(m)
         elif self.st.state == g.T_PITCH:
             self._end_by_song_end(m)
         out = self._budget(m, part)
         if out is m and self._opening_bar(part):  # only while max_tokens leaves room for it
             self._sounding(out)
+        if part.resting and self._resting_bar(part):
+            self._rest(out)
         return out
 
     def _opening_bar(self, part: Free) -> bool:
@@ -168,6 +175,26 @@ class Controller:
         st = self.st
         return (part.sounding and not part.track_bars and st.bar == 0
                 and st.state in (g.T_BAR, g.T_DENS, g.T_POLY))
+
+    def _chorded(self, m: np.ndarray) -> None:
+        """A conductor bar opens with a chord, not CHORD_N (Free.chorded), where another
+        chord may open it (in place)."""
+        n = self._chord_n
+        if n is not None and m[n] and m[self._chords].sum() > 1:
+            m[n] = False
+
+    def _resting_bar(self, part: Free) -> bool:
+        """At the opener of a bar the run writes of a resting track (Free.resting), where no
+        control was asked for."""
+        st = self.st
+        return (st.bar >= (part.track_bars or 0) and st.state in (g.T_BAR, g.T_DENS, g.T_POLY)
+                and (st.track, st.bar) not in self.rules.controls)
+
+    def _rest(self, m: np.ndarray) -> None:
+        """The bar closes empty: only a bar line or the track's end may follow (in place)."""
+        closing = m & self._fresh
+        if closing.any():
+            m &= closing
 
     def _sounding(self, m: np.ndarray) -> None:
         """A sampled track opens with a note: its first bar may not close empty.

@@ -90,6 +90,10 @@ class GenerateConfig:
     lowest low mid high highest, or 0..4)."""
     polyphony: tuple[str, ...] | None = None
     """Per-bar polyphony controls, the same form (e.g. "0:0-3=low")."""
+    bring_in: tuple[int, ...] | None = None
+    """Continuing a prompt, the instrument tracks (0-based, canonical order) that may come in
+    although silent in the prompt's last 4 bars, e.g. 0,2; None: such tracks stay silent
+    (the prompt's instrumentation is kept)."""
     audio: bool = True
     """Also render each sample to <stem>.ogg (General MIDI, meloformer.audio)."""
 
@@ -175,7 +179,7 @@ def build_script(vocab: Vocab, cfg: GenerateConfig, prompt: Path | None = None,
     if not new_tracks and bars is not None:
         _check_controls(cfg, {(t, b) for t in range(1, given.n_tracks + 1)
                               for b in range(kept, bars)})
-    return continuation(given, prompt_bars, new_tracks), bars
+    return continuation(given, prompt_bars, new_tracks, cfg.bring_in), bars
 
 
 def _check_controls(cfg: GenerateConfig, generated: set[tuple[int, int]]) -> None:

@@ -47,6 +47,13 @@ class Free:
     sounding: bool = False
     """Every track this run writes from its first bar plays in that bar (from scratch: a
     song whose first bar is silent in every track went on silent, Controller._sounding)."""
+    chorded: bool = False
+    """The conductor bars this run writes carry a chord, never CHORD_N (from scratch with a
+    melodic track: Controller._chorded)."""
+    resting: bool = False
+    """The track stays silent in the bars this run writes (a continued track that rests
+    through the prompt's last RESTING_TAIL bars: Controller._rest), except in bars given a
+    control."""
 
 
 Segment = Forced | Free
@@ -67,37 +74,73 @@ def opener(vocab: Vocab, program: int) -> int:
 def from_scratch(vocab: Vocab, instruments: Sequence[int] | None = None) -> Script:
     """BOS, then everything sampled; with `instruments`, exactly those tracks (canonical order).
 
+    The conductor comes first in HID, before the model knows the instruments: with a melodic
+    instrument asked for, its bars carry chords (Free.chorded), since a conductor of CHORD_N
+    bars is a drum groove's, and piano written over one came out as off-grid runs of 13-18
+    notes per beat (5 of 16 shipped-model samples; docs/generation.md).
+
     Args:
         instruments: programs (0..127, 128 drums); None lets the model choose.
     """
     if not instruments:
         return (Forced((BOS,)), Free(None, sounding=True))
+    melodic = any(p != DRUM_PROGRAM for p in instruments)
     script: list[Segment] = [Forced((BOS,))]
     for program in sorted(instruments, key=track_sort_key):
         token = opener(vocab, program)
-        script += [Free(token, track_bars=0 if len(script) > 1 else None, sounding=True),
+        conductor = len(script) == 1
+        script += [Free(token, track_bars=None if conductor else 0, sounding=True,
+                        chorded=conductor and melodic),
                    Forced((token,))]
     return (*script, Free(EOS, track_bars=0, sounding=True), Forced((EOS,)))
 
 
+RESTING_TAIL = 4
+"""A continued track with no note in the prompt's last this many bars stays silent."""
+
+
+def resting_tracks(prompt: Encoding, bars: int, tail: int = RESTING_TAIL) -> set[int]:
+    """The instrument tracks (0-based, canonical order) with no note in bars
+    [bars - tail, bars) of the prompt."""
+    recent = (prompt.type == Family.PITCH) & (prompt.bar >= bars - tail) & (prompt.bar < bars)
+    playing = set((prompt.track[recent].astype(int) - 1).tolist())
+    return set(range(prompt.n_tracks)) - playing
+
+
 def continuation(
-    prompt: Encoding, prompt_bars: int | None = None, new_tracks: bool = False
+    prompt: Encoding, prompt_bars: int | None = None, new_tracks: bool = False,
+    bring_in: Sequence[int] | None = None,
 ) -> Script:
     """Continue a prompt in time: its first `prompt_bars` bars of the conductor and of every
     track are kept; the model writes the later bars of each (and new tracks if asked).
 
+    The prompt's instrumentation is kept: a track silent through the prompt's last
+    RESTING_TAIL bars stays silent (the model alone brought such a track in for 56 % of the
+    new bars, real songs 25 %: docs/generation.md), unless `bring_in` names it (0-based
+    instrument tracks) or a control is asked for its bar. Where every track is silent there,
+    none is held back.
+
     Raises:
-        ModeError: prompt_bars outside 1..prompt.n_bars.
+        ModeError: prompt_bars outside 1..prompt.n_bars, or bring_in naming no track.
     """
     bars = prompt.n_bars if prompt_bars is None else prompt_bars
     if not 1 <= bars <= prompt.n_bars:
         raise ModeError(f"prompt_bars {bars} outside 1..{prompt.n_bars} (the prompt's bars)")
+    wake = set(bring_in or ())
+    if wake - set(range(prompt.n_tracks)):
+        raise ModeError(f"bring_in {sorted(wake)}: the prompt has instrument tracks "
+                        f"0..{prompt.n_tracks - 1}")
+    resting = resting_tracks(prompt, bars, RESTING_TAIL)
+    if len(resting) == prompt.n_tracks:  # a silent intro says nothing of the instrumentation
+        resting = set()
+    resting -= wake
     keep = (prompt.bar < bars) & (prompt.ids != EOS)
     runs = [prompt.ids[keep & (prompt.track == t)] for t in range(prompt.n_tracks + 1)]
     script: list[Segment] = []
     for t, run in enumerate(runs):
         end = int(runs[t + 1][0]) if t + 1 < len(runs) else (None if new_tracks else EOS)
-        script += [Forced(tuple(int(i) for i in run)), Free(end, True, bars if t else None)]
+        script += [Forced(tuple(int(i) for i in run)),
+                   Free(end, True, bars if t else None, resting=t - 1 in resting)]
     return tuple(script) if new_tracks else (*script, Forced((EOS,)))
 
 

@@ -3,6 +3,7 @@ checkpoint it writes: what other stages read of training is exported here (load_
 vocabulary check), so they import no module of this package directly."""
 
 from meloformer.train.checkpoint import (
+    LAST,
     SKILLS,
     CheckpointError,
     load_checkpoint,
@@ -20,6 +21,7 @@ from meloformer.train.step import LossModule, train_step
 from meloformer.train.vocabulary import VocabError, VocabRecord, check_corpus
 
 __all__ = [
+    "LAST",
     "PRESETS",
     "SKILLS",
     "CheckpointError",
