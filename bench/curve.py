@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from meloformer.device import autocast_dtype, use_cpu_threads
 from meloformer.evaluate import EvaluateConfig, cropped, family_loss, validation_songs
 from meloformer.train import LAST, load_checkpoint, load_trained
@@ -26,7 +28,7 @@ def curve(folder: Path, data: Path, cfg: EvaluateConfig) -> list[dict]:
     """One row per checkpoint: step, training tokens, val loss (nats/token) and bits/note on
     the same `cfg.max_songs` val songs (first cfg.max_tokens tokens each)."""
     songs = cropped(validation_songs(data, cfg.max_songs, cfg.seed), cfg.max_tokens, cfg.seed)
-    dtype = autocast_dtype(cfg.precision, "cpu")
+    dtype = autocast_dtype(cfg.precision, torch.device("cpu"))
     rows = []
     for path in checkpoints(folder):
         ckpt = load_checkpoint(path)
