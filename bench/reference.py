@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meloformer.data import ShardReader, build_index
+from meloformer.data import ShardReader, build_index, opener_program
 from meloformer.evaluate import (
     SONG_METRICS,
     EvaluateConfig,
@@ -44,26 +44,31 @@ from meloformer.generate import (
     run_generate,
     write_sample,
 )
-from meloformer.hid import DRUM_PROGRAM, Family, Vocab, parse_tokens
+from meloformer.hid import Encoding, Family, Vocab, parse_tokens
 from meloformer.train import load_profile, load_trained
 
 PROMPT_BARS, SONG_BARS = 4, 16
 
 
-def continuations(checkpoint: Path, data: Path, out: Path, prompts: int,
-                  free: bool = False) -> tuple[list, list]:
-    """Continue the first PROMPT_BARS bars of `prompts` test songs to SONG_BARS bars; return
-    the real songs' and the continuations' Scores. `free`: every track may come in."""
-    model, record = load_trained(checkpoint)
-    vocab, profile = record.vocab(), load_profile(checkpoint)
+def prompt_songs(data: Path, prompts: int) -> list[tuple[int, int, Encoding]]:
+    """(draw k, test-split index, song) of `prompts` test songs drawn across the split, those
+    of SONG_BARS bars or more (k seeds the song's continuation)."""
     index = build_index(data, split="test")
-    reader, real, made_scores = ShardReader(index), [], []
-    for k, i in enumerate(spread_subset(len(index), prompts, seed=0)):
-        song = reader.song(int(i))
-        if song.n_bars < SONG_BARS:
-            continue
-        real.append(parse_tokens(first_bars(song, SONG_BARS).ids, vocab))
-        cond = Conditions(n_bars=SONG_BARS, max_tokens=len(first_bars(song, SONG_BARS)) * 3,
+    reader = ShardReader(index)
+    drawn = spread_subset(len(index), prompts, seed=0)
+    songs = [(k, int(i), reader.song(int(i))) for k, i in enumerate(drawn)]
+    return [(k, i, s) for k, i, s in songs if s.n_bars >= SONG_BARS]
+
+
+def continuations(model, vocab: Vocab, profile, checkpoint: Path, songs, out: Path,
+                  free: bool = False) -> tuple[list, list]:
+    """Continue the first PROMPT_BARS bars of each prompt_songs entry to SONG_BARS bars;
+    return the real songs' and the continuations' Scores. `free`: every track may come in."""
+    real, made_scores = [], []
+    for k, i, song in songs:
+        head = first_bars(song, SONG_BARS)
+        real.append(parse_tokens(head.ids, vocab))
+        cond = Conditions(n_bars=SONG_BARS, max_tokens=len(head) * 3,
                           programs=profile.programs if profile else None)
         bring_in = range(song.n_tracks) if free else None
         req = Request(continuation(song, PROMPT_BARS, bring_in=bring_in), cond,
@@ -80,8 +85,7 @@ def continuations(checkpoint: Path, data: Path, out: Path, prompts: int,
 def programs_of(song, vocab: Vocab) -> tuple[int, ...]:
     """The song's track programs, sorted (128 = drums)."""
     openers = song.ids[song.type == Family.TRACK]
-    return tuple(sorted(DRUM_PROGRAM if vocab.tokens[t] == "DRUMS" else
-                        int(vocab.tokens[t].removeprefix("PROGRAM_")) for t in openers))
+    return tuple(sorted(opener_program(vocab, int(t)) for t in openers))
 
 
 def same_instruments(data: Path, programs: tuple[int, ...], vocab: Vocab) -> dict:
@@ -109,19 +113,19 @@ def main() -> None:
     scratch, cont = args.out / "scratch", args.out / "continuation"
     cfg = GenerateConfig(n_samples=args.samples, n_bars=SONG_BARS, max_tokens=4096, threads=0)
     run_generate(args.checkpoint, scratch, cfg, report=print)
-    real, _ = continuations(args.checkpoint, args.data, cont, args.prompts)
-    _, free = continuations(args.checkpoint, args.data, args.out / "continuation-free",
-                            args.prompts, free=True)
+    model, record = load_trained(args.checkpoint)
+    vocab, profile = record.vocab(), load_profile(args.checkpoint)
+    songs = prompt_songs(args.data, args.prompts)
+    real, _ = continuations(model, vocab, profile, args.checkpoint, songs, cont)
+    _, free = continuations(model, vocab, profile, args.checkpoint, songs,
+                            args.out / "continuation-free", free=True)
     ecfg = EvaluateConfig(max_songs=64)
     results = {name: evaluate(args.checkpoint, args.data, d, args.out / f"metrics-{name}", ecfg)
                for name, d in (("scratch", scratch), ("continuation", cont))}
     results["real_continuation"] = continuation_metrics(real, [PROMPT_BARS] * len(real))
     results["free_continuation"] = continuation_metrics(free, [PROMPT_BARS] * len(free))
-    _, record = load_trained(args.checkpoint)
-    profile = load_profile(args.checkpoint)
     if profile is not None:
-        results["same_instruments"] = same_instruments(args.data, profile.instruments,
-                                                       record.vocab())
+        results["same_instruments"] = same_instruments(args.data, profile.instruments, vocab)
     (args.out / "reference.json").write_text(json.dumps(results, indent=1, default=float))
     print_table(results)
 

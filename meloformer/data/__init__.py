@@ -10,7 +10,7 @@ from meloformer.data.controls import read_control_bins
 from meloformer.data.crop import crop
 from meloformer.data.manifest import read_manifest
 from meloformer.data.meta import meta_path, pitch_ranges, read_pitch_ranges
-from meloformer.data.profile import CorpusProfile, read_profile
+from meloformer.data.profile import CorpusProfile, opener_program, read_profile
 from meloformer.data.shards import ShardError, ShardReader, SongIndex, build_index
 from meloformer.data.worker import ShardDone
 
@@ -30,5 +30,6 @@ __all__ = [
     "read_control_bins",
     "read_manifest",
     "read_pitch_ranges",
+    "opener_program",
     "read_profile",
 ]

@@ -70,7 +70,7 @@ def corpus_profile(files: list[Path], vocab: Vocab, split: str = "train") -> Cor
                 tempo = ids[fam == Family.TEMPO] - tempo_base
                 if len(tempo):
                     tempos.append(int(tempo[0]))
-                song = tuple(_program(vocab, int(i)) for i in ids[fam == Family.TRACK])
+                song = tuple(opener_program(vocab, int(i)) for i in ids[fam == Family.TRACK])
                 sets[song] += 1
                 programs.update(song)
     name = [f"{n}/{d}" for n, d in vocab.time_sigs]
@@ -83,7 +83,7 @@ def corpus_profile(files: list[Path], vocab: Vocab, split: str = "train") -> Cor
     )
 
 
-def _program(vocab: Vocab, token: int) -> int:
+def opener_program(vocab: Vocab, token: int) -> int:
     """The program a track opener opens (DRUMS = 128)."""
     text = vocab.tokens[token]
     return DRUM_PROGRAM if text == "DRUMS" else int(text.removeprefix("PROGRAM_"))

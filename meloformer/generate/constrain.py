@@ -54,8 +54,7 @@ class Controller:
         self._allowed_openers = np.zeros(len(vocab), dtype=bool)
         self._allowed_openers[list(rules.openers or ())] = True
         self._bar_steps = np.asarray(vocab.bar_steps, dtype=np.int64)
-        self._chords = np.zeros(len(vocab), dtype=bool)
-        self._chords[r[F.CHORD].start : r[F.CHORD].stop] = True
+        self._chords = slice(r[F.CHORD].start, r[F.CHORD].stop)
         self._chord_n = vocab.index.get("CHORD_N")  # None in a vocabulary without chords
 
     @property

@@ -42,6 +42,11 @@ def transpose(enc: Encoding, k: int, vocab: Vocab) -> Encoding:
     lo, hi = transpose_range(enc, vocab)
     if not lo <= k <= hi:
         raise ValueError(f"transpose by {k}: a pitch would leave 0..127 (allowed {lo}..{hi})")
+    return _shifted(enc, k, vocab)
+
+
+def _shifted(enc: Encoding, k: int, vocab: Vocab) -> Encoding:
+    """transpose without the range check (k already inside transpose_range)."""
     if k == 0:
         return enc
     ids = enc.ids.astype(np.int64)  # shards store ids unsigned: shift in a signed copy
@@ -64,4 +69,4 @@ def random_transpose(enc: Encoding, max_shift: int, vocab: Vocab,
         return enc
     lo, hi = transpose_range(enc, vocab)
     k = int(rng.integers(max(lo, -max_shift), min(hi, max_shift) + 1))
-    return transpose(enc, k, vocab)
+    return _shifted(enc, k, vocab)

@@ -23,19 +23,10 @@ CONTROL_STREAM = 11  # salt of the per-bar control drops (hid/controls.py add_co
 TRANSPOSE_STREAM = 13  # salt of the transposition draw (hid/transpose.py)
 
 
-def infill_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
-    """The per-(epoch, song) stream of infill draws (the crop's stream is left untouched)."""
-    return np.random.default_rng([seed, epoch, song, INFILL_STREAM])
-
-
-def control_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
-    """The per-(epoch, song) stream of control-token drops."""
-    return np.random.default_rng([seed, epoch, song, CONTROL_STREAM])
-
-
-def transpose_rng(seed: int, epoch: int, song: int) -> np.random.Generator:
-    """The per-(epoch, song) stream of the transposition draw."""
-    return np.random.default_rng([seed, epoch, song, TRANSPOSE_STREAM])
+def song_rng(seed: int, epoch: int, song: int, stream: int) -> np.random.Generator:
+    """The per-(epoch, song) RNG of one draw (`stream`: INFILL_STREAM, CONTROL_STREAM,
+    TRANSPOSE_STREAM), apart from the crop's and from each other."""
+    return np.random.default_rng([seed, epoch, song, stream])
 
 
 def song_example(

@@ -18,11 +18,12 @@ from meloformer.data import ShardReader, SongIndex, crop
 from meloformer.hid import ControlBins, Vocab, add_controls, random_transpose
 from meloformer.model import IGNORE, Batch, MaskPlan, Planner
 from meloformer.train.infill import (
-    control_rng,
+    CONTROL_STREAM,
+    INFILL_STREAM,
+    TRANSPOSE_STREAM,
     ignore_placeholder_targets,
-    infill_rng,
     song_example,
-    transpose_rng,
+    song_rng,
 )
 from meloformer.train.stream import PlannedBatch
 
@@ -100,12 +101,12 @@ class PlanDataset(Dataset):
         budget = min(int(self.index.planned[song]), self.max_seq_len)
         if self.transpose > 0:  # first: the chords and controls then describe what plays
             enc = random_transpose(enc, self.transpose, self.vocab,
-                                   transpose_rng(self.seed, epoch, song))
+                                   song_rng(self.seed, epoch, song, TRANSPOSE_STREAM))
         if self.control_rate > 0:
             enc = add_controls(enc, self.vocab, self.control_bins, self.control_rate,
-                               control_rng(self.seed, epoch, song))
+                               song_rng(self.seed, epoch, song, CONTROL_STREAM))
         if self.infill_rate > 0:
-            fill_rng = infill_rng(self.seed, epoch, song)
+            fill_rng = song_rng(self.seed, epoch, song, INFILL_STREAM)
             return song_example(enc, budget, rng, fill_rng, self.infill_rate, self.vocab)
         return crop(enc, budget, rng)
 
