@@ -12,7 +12,7 @@ import yaml
 from conftest import FIXTURES
 
 from meloformer.generate.run import build_script
-from meloformer.generate.script import Forced
+from meloformer.generate.script import Forced, Free
 from meloformer.hid import HIDConfig
 from meloformer.hid.encode import vocab_for
 from meloformer.hid.vocab import Family
@@ -38,11 +38,12 @@ def test_the_stage_declares_its_section(stage, section):
     assert section in stages[stage]["params"]
 
 
-@pytest.mark.parametrize("key, value", [("infill_rate", 0.5), ("control_rate", 0.25)])
+@pytest.mark.parametrize("key, value", [("infill_rate", 0.5), ("control_rate", 0.25),
+                                        ("transpose", 5), ("keep_every", 1500)])
 def test_train_rates_reach_the_train_config(tmp_path, key, value):
     shipped, _ = train_task.configs(load_params(REPO / "params.yaml"))
     cfg, _ = train_task.configs(load_params(edited(tmp_path, "train", **{key: value})))
-    assert getattr(shipped, key) == 0.0 and getattr(cfg, key) == value
+    assert getattr(shipped, key) == 0 and getattr(cfg, key) == value
 
 
 def test_generate_prompt_infill_and_controls_change_the_run(tmp_path):
@@ -58,3 +59,14 @@ def test_generate_prompt_infill_and_controls_change_the_run(tmp_path):
     conditions = cfg.request(script, n_bars).conditions
     assert conditions.density == ("0:1-2=high",)
     assert conditions.polyphony == ("0:1-2=lowest",)
+
+
+def test_generate_bring_in_lets_a_silent_prompt_track_come_in(tmp_path):
+    prompt = str(FIXTURES / "pop909_004.mid")
+    kept = load_params(edited(tmp_path, "generate", prompt=None)).generate
+    asked = load_params(edited(tmp_path, "generate", bring_in=[0, 1, 2])).generate
+    assert kept.bring_in is None and asked.bring_in == (0, 1, 2)
+    # pop909_004's bars 4..7: some track rests there, so the kept prompt holds it back
+    resting = [[run.resting for run in build_script(VOCAB, cfg, Path(prompt), prompt_bars=8)[0]
+                if isinstance(run, Free)] for cfg in (kept, asked)]
+    assert any(resting[0]) and not any(resting[1])
