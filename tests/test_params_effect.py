@@ -5,13 +5,14 @@ edited file changes what it runs."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import FIXTURES
 
-from meloformer.generate.run import build_script
+from meloformer.generate.run import build_script, opening_defaults
 from meloformer.generate.script import Forced, Free
 from meloformer.hid import HIDConfig
 from meloformer.hid.encode import vocab_for
@@ -70,3 +71,12 @@ def test_generate_bring_in_lets_a_silent_prompt_track_come_in(tmp_path):
     resting = [[run.resting for run in build_script(VOCAB, cfg, Path(prompt), prompt_bars=8)[0]
                 if isinstance(run, Free)] for cfg in (kept, asked)]
     assert any(resting[0]) and not any(resting[1])
+
+
+def test_generate_opening_density_sets_the_opening(tmp_path):
+    shipped = load_params(REPO / "params.yaml").generate
+    free = load_params(edited(tmp_path, "generate", opening_density="free")).generate
+    two = {"instruments": (0, 0)}
+    asked = opening_defaults(replace(shipped, **two), None)[0].density
+    assert shipped.opening_density == "mid" and asked == ("0:0-3=mid", "1:0-3=mid")
+    assert opening_defaults(replace(free, **two), None)[0].density is None

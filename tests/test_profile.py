@@ -57,7 +57,8 @@ def test_from_scratch_takes_the_data_meter_tempo_and_instruments(tiny_checkpoint
     lines: list[str] = []
     cfg = GenerateConfig(n_samples=2, n_bars=2, max_tokens=300, device="cpu")
     written = run_generate(path, tmp_path / "out", cfg, report=lines.append)
-    assert len(lines) == 1 and "--time-signature 3/4" in lines[0] and "--tempo 90.0" in lines[0]
+    assert "--time-signature 3/4" in lines[0] and "--tempo 90.0" in lines[0]
+    assert len(lines) == 2 and "note density" in lines[1]  # two tracks: a typical opening
     for paths in written:
         record = json.loads(Path(paths["json"]).read_text())
         score = parse_tokens(np.asarray(record["ids"]), VOCAB)
@@ -66,6 +67,6 @@ def test_from_scratch_takes_the_data_meter_tempo_and_instruments(tiny_checkpoint
     # Fixed by the user: nothing is chosen for them.
     lines.clear()
     cfg = GenerateConfig(n_samples=1, n_bars=2, max_tokens=300, device="cpu",
-                         time_signature="4/4", tempo=120.0, instruments=(0,))
+                         time_signature="4/4", tempo=120.0, instruments=(0,))  # one track
     run_generate(path, tmp_path / "out2", cfg, report=lines.append)
     assert lines == []

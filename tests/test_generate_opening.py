@@ -1,0 +1,83 @@
+"""From scratch with two or more tracks, each track's first bars ask for a typical note
+density (GenerateConfig.opening_density): a track is written before the model sees the
+tracks after it, so unasked the first track of a piano duo played as a solo piano does."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from meloformer.data.profile import CorpusProfile
+from meloformer.errors import ConfigError
+from meloformer.generate.run import GenerateConfig, opening_defaults, run_generate
+from meloformer.hid import Vocab
+from meloformer.hid.vocab import Family
+
+VOCAB = Vocab()
+MID = VOCAB.base(Family.DENSITY) + 2
+
+
+def test_each_track_opens_at_the_asked_level():
+    cfg = GenerateConfig(instruments=(0, 33, 128), n_bars=16)
+    got, line = opening_defaults(cfg, {"controls": True, "infill": True})
+    assert got.density == ("0:0-3=mid", "1:0-3=mid", "2:0-3=mid")
+    assert "3 tracks" in line and "--opening-density" in line
+    short, _ = opening_defaults(GenerateConfig(instruments=(0, 0), n_bars=2), None)
+    assert short.density == ("0:0-1=mid", "1:0-1=mid")  # never past the song's end
+
+
+@pytest.mark.parametrize("cfg, learned", [
+    (GenerateConfig(instruments=(0,)), None),  # one track: nothing comes after it
+    (GenerateConfig(instruments=(0, 0), density=("1:0-0=high",)), None),  # the user's own
+    (GenerateConfig(instruments=(0, 0), opening_density="free"), None),
+    (GenerateConfig(instruments=(0, 0)), {"controls": False, "infill": True}),  # never learned
+    (GenerateConfig(), None),  # the model picks the tracks: their count is not known
+])
+def test_no_opening_is_asked(cfg, learned):
+    assert opening_defaults(cfg, learned) == (cfg, None)
+
+
+def test_a_bad_level_names_the_field():
+    with pytest.raises(ConfigError, match="opening_density"):
+        GenerateConfig(opening_density="loud")
+
+
+def density_cells(ids: np.ndarray) -> dict[tuple[int, int], int]:
+    """(instrument track, bar) -> the DENSITY bin written there (the conductor has no BAR)."""
+    cells, track, bar = {}, -1, -1
+    for t in ids:
+        fam = VOCAB.family_of[int(t)]
+        if fam == Family.TRACK:
+            track, bar = track + 1, -1
+        elif fam == Family.BAR:
+            bar += 1
+        elif fam == Family.DENSITY:
+            cells[(track, bar)] = int(t) - VOCAB.base(Family.DENSITY)
+    return cells
+
+
+def test_the_pipeline_writes_the_opening_and_says_so(tiny_checkpoint, tmp_path):
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    ckpt["profile"] = CorpusProfile("4/4", 120.0, (0, 33), ("4/4",), (0, 33)).to_dict()
+    path = tmp_path / "with-profile.pt"
+    torch.save(ckpt, path)
+    cfg = GenerateConfig(n_samples=2, n_bars=6, max_tokens=600, device="cpu", audio=False)
+
+    def written(cfg: GenerateConfig, out: str) -> tuple[list[dict], list[str]]:
+        lines: list[str] = []
+        paths = run_generate(path, tmp_path / out, cfg, report=lines.append)
+        return [density_cells(np.asarray(json.loads(Path(p["json"]).read_text())["ids"]))
+                for p in paths], lines
+
+    songs, lines = written(cfg, "mid")
+    assert any("bars 0-3 of each at note density 'mid'" in line for line in lines)
+    for cells in songs:
+        assert all(cells.get((t, b)) == 2 for t in (0, 1) for b in range(4)), cells
+    # The oracle: the same model and seed with the rule off writes no density control.
+    free, lines = written(dataclasses.replace(cfg, opening_density="free"), "free")
+    assert free == [{}, {}] and not any("opening" in line for line in lines)
