@@ -24,7 +24,7 @@ from meloformer.train.checkpoint import (
 from meloformer.train.dist import DistInfo
 from meloformer.train.export import export_model
 from meloformer.train.feed import DataFeed
-from meloformer.train.loop import run_key
+from meloformer.train.start import run_key
 from meloformer.train.stream import DataState, phase_at
 from meloformer.train.vocabulary import corpus_vocab
 

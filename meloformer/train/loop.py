@@ -10,7 +10,6 @@ the resolved configs and the shards' bytes) so `resume="auto"` continues only th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import threading
@@ -28,11 +27,9 @@ from meloformer.io import json_ready
 from meloformer.model import MeloFormer, ModelConfig
 from meloformer.train.checkpoint import (
     LAST,
-    CheckpointError,
     kept_name,
     load_checkpoint,
     load_learned,
-    load_trained,
     model_config_dict,
     model_config_from,
     rng_state,
@@ -46,6 +43,7 @@ from meloformer.train.feed import DataFeed
 from meloformer.train.infill import example_room
 from meloformer.train.metrics import METRICS_FILE, TrainLogger
 from meloformer.train.optim import build_optimizer, lr_at
+from meloformer.train.start import auto_resume, pretrained, run_key
 from meloformer.train.step import LossModule, train_step
 from meloformer.train.stream import DataState, epoch_steps, oom_line, phase_at, switch_line
 from meloformer.train.vocabulary import (
@@ -67,23 +65,6 @@ class Interrupted(Stopped):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
-
-
-def run_key(cfg: TrainConfig, model_cfg: ModelConfig, data_dir: Path) -> str:
-    """sha256 of the resolved configs and the bytes of every shard: the same key means the
-    same run, so a checkpoint with this key can be continued."""
-    h = hashlib.sha256(json.dumps([json_ready(cfg), model_config_dict(model_cfg)],
-                                  sort_keys=True).encode())
-    root = Path(data_dir) / "shards" if (Path(data_dir) / "shards").is_dir() else Path(data_dir)
-    files = [(p.relative_to(root).as_posix(), p) for p in sorted(root.rglob("*.parquet"))]
-    if cfg.init_from:  # a fine-tune of other weights is another run
-        files.append(("init_from", Path(cfg.init_from)))
-    for name, path in files:
-        h.update(name.encode())
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def train(
@@ -122,7 +103,7 @@ def train(
     key = run_key(cfg, model_cfg, data_dir)
     note = None
     if resume == "auto" and ckpt_path.exists():
-        ckpt, note = _auto_resume(ckpt_path, dev, key)
+        ckpt, note = auto_resume(ckpt_path, dev, key)
     if ckpt is not None:  # the checkpoint's model and vocabulary, whatever model_cfg says
         model_cfg = model_config_from(ckpt)
         vocab = checkpoint_vocab(ckpt, str(ckpt_path), model_cfg.vocab_size)
@@ -132,7 +113,7 @@ def train(
         model_cfg = model_cfg.replace(vocab_size=vocab.size)
     torch.manual_seed(cfg.seed)
     if ckpt is None and cfg.init_from:
-        model = _pretrained(Path(cfg.init_from), vocab, dev)
+        model = pretrained(Path(cfg.init_from), vocab, dev)
         if model_config_dict(model.cfg) != model_config_dict(model_cfg):
             note = "; ".join(filter(None, [note, (
                 f"fine-tuning {cfg.init_from}: its architecture runs ({model.cfg.n_layer} "
@@ -143,37 +124,6 @@ def train(
     metrics_dir = Path(metrics_dir) if metrics_dir else Path(out_dir) / "metrics"
     return _Run(cfg, model, data_dir, Path(out_dir), dev, info, ckpt, key, metrics_dir,
                 note, vocab).run()
-
-
-def _pretrained(path: Path, vocab: VocabRecord, dev: torch.device) -> MeloFormer:
-    """The model of checkpoint `path` (its architecture and weights) to fine-tune on data of
-    vocabulary `vocab`.
-
-    Raises:
-        CheckpointError: unreadable checkpoint.
-        VocabError: the checkpoint speaks another vocabulary than the data.
-    """
-    model, record = load_trained(path, dev)
-    if record.hash != vocab.hash:
-        raise VocabError(f"train.init_from {path}: its vocabulary {record.hash} "
-                         f"({record.size} tokens) differs from the data's {vocab.hash} "
-                         f"({vocab.size}): preprocess with the checkpoint's HID config")
-    return model.train()
-
-
-def _auto_resume(path: Path, dev: torch.device, key: str) -> tuple[dict | None, str]:
-    """(checkpoint to continue or None, the log line saying which and why)."""
-    try:
-        ckpt = load_checkpoint(path, dev)
-    except CheckpointError as e:
-        return None, f"starting fresh: {e}"
-    if ckpt.get("run_key") != key:
-        return None, (f"starting fresh: {path} was made with another config or data "
-                      "(run key differs)")
-    if ckpt.get("complete"):
-        return None, (f"starting fresh: {path} is a finished run (same config and data: "
-                      "the code changed, or the rerun was forced)")
-    return ckpt, f"continuing the interrupted run in {path} from step {ckpt['step']}"
 
 
 class _Run:
