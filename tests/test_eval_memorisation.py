@@ -40,6 +40,20 @@ def test_a_copied_song_is_memorised_and_a_shifted_one_is_not(tmp_path):
     assert got["share"] < 0.01 and got["spans"] > 100  # a chance match or two at most
 
 
+def test_a_continuation_is_judged_on_the_bars_the_model_wrote(tmp_path):
+    data = make_dataset(tmp_path, copies=1)
+    keys = train_span_keys(data, VOCAB)
+    song = parse_tokens(encode_file(FIXTURES / ALL_FIXTURES[4]).ids, VOCAB)
+    later = song.bar >= 4
+    song.pitch = np.where(later, song.pitch + 1, song.pitch)  # a train prompt, new bars after
+    with_prompt = memorised_share([song], keys)
+    assert with_prompt["share"] > 0  # the prompt's own span (bars 0-3) is in the data
+    got = memorised_share([song], keys, prompts=[4])
+    assert got["share"] < 0.01 and got["spans"] < with_prompt["spans"]
+    assert got["spans"] == sum(first >= 4 for _, first in span_keys(score_notes(song),
+                                                                      song.n_bars))
+
+
 def test_silent_track_share():
     score = parse_tokens(encode_file(FIXTURES / "miditok_multitrack_drums.mid").ids, VOCAB)
     n = score.n_bars

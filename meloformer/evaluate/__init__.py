@@ -12,6 +12,7 @@ from meloformer.evaluate.evaluate import (
     validation_songs,
 )
 from meloformer.evaluate.loss import family_loss
+from meloformer.evaluate.memorisation import memorised_share, train_span_keys
 from meloformer.evaluate.metrics import (
     SONG_METRICS,
     Piece,
@@ -34,6 +35,7 @@ __all__ = [
     "empty_beat_rate",
     "evaluate",
     "family_loss",
+    "memorised_share",
     "music_metrics",
     "note_density",
     "pitch_class_entropy",
@@ -44,5 +46,6 @@ __all__ = [
     "spread_subset",
     "steering_report",
     "summary_line",
+    "train_span_keys",
     "validation_songs",
 ]

@@ -156,9 +156,11 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
     meta = meta_path(processed)
     ranges = read_pitch_ranges(meta) if meta.exists() else {}
     music, curves = music_metrics(real, generated, vocab, cfg.max_distance, ranges)
+    prompts = [prompt_bars(p) for p in files]
     metrics = {"loss": loss, "music": music, "n_real": len(real), "n_generated": len(generated),
-               "memorised": memorised_share(generated, train_span_keys(processed, vocab)),
-               "continuation": continuation_metrics(generated, [prompt_bars(p) for p in files])}
+               "memorised": memorised_share(generated, train_span_keys(processed, vocab),
+                                            prompts),
+               "continuation": continuation_metrics(generated, prompts)}
     if steering:
         metrics["steering"] = _steering(model, vocab, processed, songs, steering, cfg.seed)
     write_json(Path(out) / "eval.json", _finite(metrics))

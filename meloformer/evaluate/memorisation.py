@@ -8,7 +8,7 @@ hashed bar by bar, then window by window, so the whole train split fits in a set
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,11 +66,17 @@ def train_span_keys(processed: Path, vocab: Vocab) -> set[int]:
     return out
 
 
-def memorised_share(generated: Iterable[Score], train_keys: set[int]) -> dict:
-    """{"share": memorised spans / spans, "spans": count} over the generated songs."""
+def memorised_share(generated: Sequence[Score], train_keys: set[int],
+                    prompts: Sequence[int | None] | None = None) -> dict:
+    """{"share": memorised spans / spans, "spans": count} over the generated songs.
+
+    `prompts`: per song, the bars it was given (a continuation's prompt; None or 0: none);
+    only spans whose every bar the model wrote count, since a prompt's own bars, taken from
+    a held-out song, say nothing of what the model copies."""
     hits = total = 0
-    for score in generated:
-        keys = span_keys(score_notes(score), score.n_bars)
+    for score, given in zip(generated, prompts or [None] * len(generated), strict=True):
+        keys = [k for (_, first), k in span_keys(score_notes(score), score.n_bars).items()
+                if first >= (given or 0)]
         total += len(keys)
-        hits += sum(k in train_keys for k in keys.values())
+        hits += sum(k in train_keys for k in keys)
     return {"share": hits / total if total else float("nan"), "spans": total}
