@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import FIXTURES
 
-from meloformer.generate.run import build_script, opening_defaults
+from meloformer.generate.run import build_script, density_defaults
 from meloformer.generate.script import Forced, Free
 from meloformer.hid import HIDConfig
 from meloformer.hid.encode import vocab_for
@@ -73,10 +73,10 @@ def test_generate_bring_in_lets_a_silent_prompt_track_come_in(tmp_path):
     assert any(resting[0]) and not any(resting[1])
 
 
-def test_generate_opening_density_sets_the_opening(tmp_path):
+def test_generate_scratch_density_sets_every_bar(tmp_path):
     shipped = load_params(REPO / "params.yaml").generate
-    free = load_params(edited(tmp_path, "generate", opening_density="free")).generate
+    free = load_params(edited(tmp_path, "generate", scratch_density="free")).generate
     two = {"instruments": (0, 0)}
-    asked = opening_defaults(replace(shipped, **two), None)[0].density
-    assert shipped.opening_density == "mid" and asked == ("0:0-3=mid", "1:0-3=mid")
-    assert opening_defaults(replace(free, **two), None)[0].density is None
+    asked = density_defaults(replace(shipped, **two), None)[0].density
+    assert shipped.scratch_density == "mid" and asked == ("0:0-15=mid", "1:0-15=mid")
+    assert density_defaults(replace(free, **two), None)[0].density is None

@@ -58,7 +58,7 @@ def test_from_scratch_takes_the_data_meter_tempo_and_instruments(tiny_checkpoint
     cfg = GenerateConfig(n_samples=2, n_bars=2, max_tokens=300, device="cpu")
     written = run_generate(path, tmp_path / "out", cfg, report=lines.append)
     assert "--time-signature 3/4" in lines[0] and "--tempo 90.0" in lines[0]
-    assert len(lines) == 2 and "note density" in lines[1]  # two tracks: a typical opening
+    assert len(lines) == 2 and "note density" in lines[1]  # two tracks: a typical density
     for paths in written:
         record = json.loads(Path(paths["json"]).read_text())
         score = parse_tokens(np.asarray(record["ids"]), VOCAB)

@@ -39,8 +39,7 @@ from meloformer.train import SKILLS, load_learned, load_profile, load_trained
 
 MAX_BARS = HIDConfig.max_bars  # the codec's bound on bars per song (conditions.resolve
 # checks the checkpoint's own bound again)
-OPENING_BARS = 4  # the bars that set a song's style (a continuation's prompt is as long)
-FREE = "free"  # opening_density: no level asked, the model chooses
+FREE = "free"  # scratch_density: no level asked, the model chooses
 
 
 @dataclass(frozen=True)
@@ -96,13 +95,12 @@ class GenerateConfig:
     """Continuing a prompt, the instrument tracks (0-based, canonical order) that may come in
     although silent in the prompt's last 4 bars, e.g. 0,2; None: such tracks stay silent
     (the prompt's instrumentation is kept)."""
-    opening_density: str = "mid"
+    scratch_density: str = "mid"
     """From scratch with two or more tracks and no --density: the note-density LEVEL asked of
-    each track's first 4 bars (lowest low mid high highest, or 0..4), after which the model
-    goes on in the style they set; "free": the model chooses. In instrument-major order a
-    track is written before the model sees the tracks after it, so unasked the first track of
-    a piano duo plays as a solo piano would (docs/generation.md "A typical opening"). Skipped
-    for a model never trained for controls."""
+    every bar of every track (lowest low mid high highest, or 0..4); "free": the model
+    chooses. A track is written before the model sees the tracks after it, so unasked the
+    first track of a piano duo plays as a solo piano would (docs/generation.md "Density from
+    scratch"). Skipped for a model never trained for controls."""
     audio: bool = True
     """Also render each sample to <stem>.ogg (General MIDI, meloformer.audio)."""
 
@@ -132,11 +130,11 @@ class GenerateConfig:
             except ValueError as e:
                 raise ConfigError("infill", str(e)) from e
         object.__setattr__(self, "_spans", tuple(spans))
-        if self.opening_density != FREE:
+        if self.scratch_density != FREE:
             try:
-                level(self.opening_density)
+                level(self.scratch_density)
             except ValueError as e:
-                raise ConfigError("opening_density", f"{e}, or {FREE!r}") from e
+                raise ConfigError("scratch_density", f"{e}, or {FREE!r}") from e
         for kind in ("density", "polyphony"):
             for text in getattr(self, kind) or ():
                 try:
@@ -240,23 +238,23 @@ def scratch_defaults(cfg: GenerateConfig, profile: CorpusProfile
                                     "(most common meter and instruments, median tempo)")
 
 
-def opening_defaults(cfg: GenerateConfig, learned: dict[str, bool] | None
+def density_defaults(cfg: GenerateConfig, learned: dict[str, bool] | None
                      ) -> tuple[GenerateConfig, str | None]:
-    """From scratch, `cfg` with each track's first OPENING_BARS bars asked for the
-    cfg.opening_density level, and the line that says so; `cfg` unchanged (and None) when
-    the level is "free", the user asked for densities, fewer than two tracks are fixed, or
-    the model never learned controls (`learned` None: a checkpoint that does not say, lets
-    them through, as check_learned does)."""
+    """From scratch, `cfg` with every bar of every track asked for the cfg.scratch_density
+    level, and the line that says so; `cfg` unchanged (and None) when the level is "free",
+    the user asked for densities, fewer than two tracks are fixed, or the model never
+    learned controls (`learned` None: a checkpoint that does not say, lets them through, as
+    check_learned does)."""
     tracks = len(cfg.instruments or ())
-    skip = (cfg.opening_density == FREE or cfg.density or tracks < 2
+    skip = (cfg.scratch_density == FREE or cfg.density or tracks < 2 or not cfg.n_bars
             or (learned is not None and not learned.get("controls")))
     if skip:
         return cfg, None
-    last = min(OPENING_BARS, cfg.n_bars or OPENING_BARS) - 1
-    asked = tuple(f"{t}:0-{last}={cfg.opening_density}" for t in range(tracks))
+    last = cfg.n_bars - 1
+    asked = tuple(f"{t}:0-{last}={cfg.scratch_density}" for t in range(tracks))
     return replace(cfg, density=asked), (
-        f"from scratch with {tracks} tracks: bars 0-{last} of each at note density "
-        f"{cfg.opening_density!r} (--opening-density; 'free' lets the model choose)")
+        f"from scratch with {tracks} tracks: every bar at note density "
+        f"{cfg.scratch_density!r} (--scratch-density; 'free' lets the model choose)")
 
 
 def _text(value) -> str:
@@ -291,7 +289,7 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
         if profile is not None:
             cfg, line = scratch_defaults(cfg, profile)
             lines.append(line)
-        cfg, line = opening_defaults(cfg, learned)
+        cfg, line = density_defaults(cfg, learned)
         lines.append(line)
         for said in filter(None, lines):
             if report:

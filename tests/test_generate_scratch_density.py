@@ -1,6 +1,6 @@
-"""From scratch with two or more tracks, each track's first bars ask for a typical note
-density (GenerateConfig.opening_density): a track is written before the model sees the
-tracks after it, so unasked the first track of a piano duo played as a solo piano does."""
+"""From scratch with two or more tracks, every bar asks for a typical note density
+(GenerateConfig.scratch_density): a track is written before the model sees the tracks after
+it, so unasked the first track of a piano duo played as a solo piano does."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 
 from meloformer.data.profile import CorpusProfile
 from meloformer.errors import ConfigError
-from meloformer.generate.run import GenerateConfig, opening_defaults, run_generate
+from meloformer.generate.run import GenerateConfig, density_defaults, run_generate
 from meloformer.hid import Vocab
 from meloformer.hid.vocab import Family
 
@@ -22,29 +22,31 @@ VOCAB = Vocab()
 MID = VOCAB.base(Family.DENSITY) + 2
 
 
-def test_each_track_opens_at_the_asked_level():
+def test_every_bar_of_every_track_asks_the_level():
     cfg = GenerateConfig(instruments=(0, 33, 128), n_bars=16)
-    got, line = opening_defaults(cfg, {"controls": True, "infill": True})
-    assert got.density == ("0:0-3=mid", "1:0-3=mid", "2:0-3=mid")
-    assert "3 tracks" in line and "--opening-density" in line
-    short, _ = opening_defaults(GenerateConfig(instruments=(0, 0), n_bars=2), None)
-    assert short.density == ("0:0-1=mid", "1:0-1=mid")  # never past the song's end
+    got, line = density_defaults(cfg, {"controls": True, "infill": True})
+    assert got.density == ("0:0-15=mid", "1:0-15=mid", "2:0-15=mid")
+    assert "3 tracks" in line and "--scratch-density" in line
+    low, _ = density_defaults(GenerateConfig(instruments=(0, 0), n_bars=2,
+                                             scratch_density="low"), None)
+    assert low.density == ("0:0-1=low", "1:0-1=low")
 
 
 @pytest.mark.parametrize("cfg, learned", [
     (GenerateConfig(instruments=(0,)), None),  # one track: nothing comes after it
     (GenerateConfig(instruments=(0, 0), density=("1:0-0=high",)), None),  # the user's own
-    (GenerateConfig(instruments=(0, 0), opening_density="free"), None),
+    (GenerateConfig(instruments=(0, 0), scratch_density="free"), None),
     (GenerateConfig(instruments=(0, 0)), {"controls": False, "infill": True}),  # never learned
     (GenerateConfig(), None),  # the model picks the tracks: their count is not known
+    (GenerateConfig(instruments=(0, 0), n_bars=None), None),  # the model ends the song
 ])
-def test_no_opening_is_asked(cfg, learned):
-    assert opening_defaults(cfg, learned) == (cfg, None)
+def test_no_density_is_asked(cfg, learned):
+    assert density_defaults(cfg, learned) == (cfg, None)
 
 
 def test_a_bad_level_names_the_field():
-    with pytest.raises(ConfigError, match="opening_density"):
-        GenerateConfig(opening_density="loud")
+    with pytest.raises(ConfigError, match="scratch_density"):
+        GenerateConfig(scratch_density="loud")
 
 
 def density_cells(ids: np.ndarray) -> dict[tuple[int, int], int]:
@@ -61,7 +63,7 @@ def density_cells(ids: np.ndarray) -> dict[tuple[int, int], int]:
     return cells
 
 
-def test_the_pipeline_writes_the_opening_and_says_so(tiny_checkpoint, tmp_path):
+def test_the_pipeline_asks_every_bar_and_says_so(tiny_checkpoint, tmp_path):
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
     ckpt["profile"] = CorpusProfile("4/4", 120.0, (0, 33), ("4/4",), (0, 33)).to_dict()
     path = tmp_path / "with-profile.pt"
@@ -75,9 +77,9 @@ def test_the_pipeline_writes_the_opening_and_says_so(tiny_checkpoint, tmp_path):
                 for p in paths], lines
 
     songs, lines = written(cfg, "mid")
-    assert any("bars 0-3 of each at note density 'mid'" in line for line in lines)
+    assert any("every bar at note density 'mid'" in line for line in lines)
     for cells in songs:
-        assert all(cells.get((t, b)) == 2 for t in (0, 1) for b in range(4)), cells
+        assert cells == {(t, b): 2 for t in (0, 1) for b in range(6)}, cells
     # The oracle: the same model and seed with the rule off writes no density control.
-    free, lines = written(dataclasses.replace(cfg, opening_density="free"), "free")
-    assert free == [{}, {}] and not any("opening" in line for line in lines)
+    free, lines = written(dataclasses.replace(cfg, scratch_density="free"), "free")
+    assert free == [{}, {}] and not any("note density" in line for line in lines)
