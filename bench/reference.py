@@ -125,12 +125,14 @@ def main() -> None:
     _, free = continuations(model, vocab, profile, args.checkpoint, songs,
                             args.out / "continuation-free", free=True)
     ecfg = EvaluateConfig(max_songs=64)
-    results = {name: evaluate(args.checkpoint, args.data, d, args.out / f"metrics-{name}", ecfg)
+    keys = train_span_keys(args.data, vocab)  # read once for the three memorisation shares
+    results = {name: evaluate(args.checkpoint, args.data, d, args.out / f"metrics-{name}", ecfg,
+                              train_keys=keys)
                for name, d in (("scratch", scratch), ("continuation", cont))}
     results["real_continuation"] = continuation_metrics(real, [PROMPT_BARS] * len(real))
     results["free_continuation"] = continuation_metrics(free, [PROMPT_BARS] * len(free))
     results["real_memorised"] = memorised_share(  # real music's own share: the bar to read by
-        real, train_span_keys(args.data, vocab), [PROMPT_BARS] * len(real))
+        real, keys, [PROMPT_BARS] * len(real))
     if profile is not None:
         results["same_instruments"] = same_instruments(args.data, profile.instruments, vocab)
     (args.out / "reference.json").write_text(json.dumps(results, indent=1, default=float))

@@ -26,10 +26,10 @@ __all__ = [
     "build_index",
     "crop",
     "meta_path",
+    "opener_program",
     "pitch_ranges",
     "read_control_bins",
     "read_manifest",
     "read_pitch_ranges",
-    "opener_program",
     "read_profile",
 ]

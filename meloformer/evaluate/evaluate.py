@@ -125,7 +125,8 @@ def cropped(songs: Sequence[Encoding], max_tokens: int, seed: int) -> list[Encod
 
 
 def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
-             cfg: EvaluateConfig, steering: Sequence[str] = ()) -> dict:
+             cfg: EvaluateConfig, steering: Sequence[str] = (),
+             train_keys: set[int] | None = None) -> dict:
     """Write <out>/eval.json (DVC metrics) and <out>/plots/*.json (DVC plots).
 
     Args:
@@ -136,6 +137,8 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
         steering: control kinds ("density", "polyphony") whose steering report
             (evaluate/steering.py) goes into eval.json; the pipeline asks for the kinds
             generate.density / generate.polyphony use.
+        train_keys: the train split's span hashes (train_span_keys), for a caller that
+            evaluates several sample sets of one corpus; None: read from `processed`.
 
     Returns:
         The metrics written to eval.json (per-sample end and range metrics go to
@@ -157,9 +160,10 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
     ranges = read_pitch_ranges(meta) if meta.exists() else {}
     music, curves = music_metrics(real, generated, vocab, cfg.max_distance, ranges)
     prompts = [prompt_bars(p) for p in files]
+    if train_keys is None:
+        train_keys = train_span_keys(processed, vocab)
     metrics = {"loss": loss, "music": music, "n_real": len(real), "n_generated": len(generated),
-               "memorised": memorised_share(generated, train_span_keys(processed, vocab),
-                                            prompts),
+               "memorised": memorised_share(generated, train_keys, prompts),
                "continuation": continuation_metrics(generated, prompts)}
     if steering:
         metrics["steering"] = _steering(model, vocab, processed, songs, steering, cfg.seed)

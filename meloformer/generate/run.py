@@ -285,15 +285,12 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
     vocab = record.vocab()
     profile = load_profile(checkpoint)
     if mode.get("prompt") is None and cfg.prompt is None:  # from scratch
-        lines = []
+        said = None
         if profile is not None:
-            cfg, line = scratch_defaults(cfg, profile)
-            lines.append(line)
-        cfg, line = density_defaults(cfg, learned)
-        lines.append(line)
-        for said in filter(None, lines):
-            if report:
-                report(said)
+            cfg, said = scratch_defaults(cfg, profile)
+        cfg, asked = density_defaults(cfg, learned)
+        for line in filter(None, (said, asked)) if report else ():
+            report(line)
     script, n_bars = build_script(vocab, cfg, **mode)
     request = cfg.request(script, n_bars, profile.programs if profile else None)
     # Out of max_tokens, the most a sample may take (ETA an upper bound); ends at 100 %.
