@@ -6,10 +6,13 @@ what the per-batch mask plan costs beside the step.
 
 Throughput table: same process, same batches (real multitrack songs cropped to T by a window
 of whole bars, as bench/attention.py uses; several packed when none is long enough), same
-optimizer; each row times N optimizer steps (forward, backward, AdamW) after 2 warm-up steps,
-over a MaskPlan built beforehand (as the loader workers build it). On CPU the sparse model
-runs its SDPA executor (the boolean form of the same mask); on CUDA, `auto` (flex) in bf16
-autocast. Default lengths: 1024 2048 on CPU, 8192 on CUDA.
+optimizer; each row is the median of N timed optimizer steps (forward, backward, AdamW) after
+2 warm-up steps, the variants of one length timed in turn, step by step,
+over a MaskPlan built beforehand (as the loader workers build it). Modes: fp32 eager (the
+baseline) and the training default (`precision: auto`, compiled blocks). On CPU the sparse
+model runs its sdpa executor (rows in clock order, the causal kernel with the mask on top),
+and beside it `sdpa bool`, the same executor as it was before (the boolean mask, every key
+block computed); on CUDA, `auto` (flex). Default lengths: 1024 2048 on CPU, 8192 on CUDA.
 
 Mask table (default B=8, T=8192): per executor's plan (flex: the CUDA plan, 128-blocks,
 bucketed; sdpa: the CPU plan, dense bool mask), build time on the CPU and ATen op count
@@ -27,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
@@ -38,6 +43,8 @@ from meloformer.device import autocast_dtype
 from meloformer.model import Batch, MeloFormer, ModelConfig, Planner, build_plan
 from meloformer.train import LossModule, MicroBatch, TrainConfig, build_optimizer, train_step
 
+PLAIN = "bool"  # the attention label of the sdpa executor before the clock order
+
 
 def make_batch(songs, length: int, rows: int) -> Batch:
     """`rows` rows of `length` tokens, each from a different rotation of the songs."""
@@ -47,16 +54,29 @@ def make_batch(songs, length: int, rows: int) -> Batch:
     )
 
 
-def bench(attention: str, batch: Batch, steps: int, device: torch.device, warmup: int = 2,
-          compile: bool = False, precision: str = "fp32") -> dict:
-    """Tokens/s of `steps` training steps of `small` with the given executor (`compile`:
-    each block compiled, as the training loop does; `precision`: the autocast knob)."""
+@dataclass(frozen=True)
+class Variant:
+    """One row of the throughput table: an executor in a precision/compile mode."""
+
+    attention: str
+    precision: str = "fp32"
+    compile: bool = False
+    plain: bool = False  # the sdpa executor before the clock order (see `runner`)
+
+
+def runner(v: Variant, batch: Batch, device: torch.device):
+    """A ready training step of `small` for variant `v` (blocks compiled as the training loop
+    does; `plain`: attend with the boolean mask and no causal flag, every key block computed,
+    as the sdpa executor did before the clock order). Returns (step, row): step() runs one
+    optimizer step and returns its loss; row holds the variant's labels."""
     torch.manual_seed(0)
-    torch._dynamo.reset()  # each run compiles afresh: no graph carried over between rows
-    cfg = ModelConfig.from_name("small", attention=attention)
+    cfg = ModelConfig.from_name("small", attention=v.attention)
     model = MeloFormer(cfg).to(device)
-    dtype = autocast_dtype(precision, device)
-    if compile:
+    if v.plain:  # drop the causal kernel's mask: attend() then takes SDPA with the bool mask
+        wrapped = model.attention_plan
+        model.attention_plan = lambda plan: replace(wrapped(plan), bias=None)
+    dtype = autocast_dtype(v.precision, device)
+    if v.compile:
         for block in model.blocks:
             block.compile()
     opt = build_optimizer(model, TrainConfig(compile=False))
@@ -64,24 +84,36 @@ def bench(attention: str, batch: Batch, steps: int, device: torch.device, warmup
     micro = [MicroBatch(batch, Planner(cfg, device.type)(batch))]
     if device.type == "cuda":
         micro = [m.pin_memory() for m in micro]
-    real = int(batch.lengths.sum())
-    for _ in range(warmup):  # allocator, kernels, compile
-        train_step(module, opt, micro, 1e-4, 1.0, device, dtype=dtype)
-    _sync(device)
-    t0 = time.perf_counter()
+    row = {"attention": f"{v.attention} {PLAIN}" if v.plain else v.attention,
+           "mode": f"{'bf16' if dtype else 'fp32'} {'compiled' if v.compile else 'eager'}",
+           "T": batch.shape[1], "B": batch.shape[0]}
+    return (lambda: train_step(module, opt, micro, 1e-4, 1.0, device, dtype=dtype).loss), row
+
+
+def bench(variants: list[Variant], batch: Batch, steps: int, device: torch.device,
+          warmup: int = 2) -> list[dict]:
+    """Tokens/s of each variant: `warmup` steps each (allocator, kernels, compile), then
+    `steps` rounds of one timed step of every variant in turn, so that a slow spell of a
+    shared machine falls on all of them alike; each row is its median step."""
+    torch._dynamo.reset()  # no graph carried over from an earlier length
+    runs = [runner(v, batch, device) for v in variants]
+    for step, _ in runs:
+        for _ in range(warmup):
+            step()
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(steps):
-        res = train_step(module, opt, micro, 1e-4, 1.0, device, dtype=dtype)
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    return {
-        "attention": attention,
-        "mode": f"{'bf16' if dtype else 'fp32'} {'compiled' if compile else 'eager'}",
-        "T": batch.shape[1],
-        "B": batch.shape[0],
-        "seconds_per_step": seconds / steps,
-        "tokens_per_s": real * steps / seconds,
-        "loss": res.loss,
-    }
+        for (step, row), spent in zip(runs, times, strict=True):
+            _sync(device)
+            t0 = time.perf_counter()
+            row["loss"] = step()
+            _sync(device)
+            spent.append(time.perf_counter() - t0)
+    real = int(batch.lengths.sum())
+    rows = []
+    for (_, row), spent in zip(runs, times, strict=True):
+        median = statistics.median(spent)
+        rows.append(row | {"seconds_per_step": median, "tokens_per_s": real / median})
+    return rows
 
 
 def _sync(device: torch.device) -> None:
@@ -168,8 +200,12 @@ def main() -> None:
     songs, rows = load_songs(), []
     for length in lengths:
         batch = make_batch(songs, length, args.rows)
-        rows += [bench(kind, batch, args.steps, device, compile=compile, precision=precision)
-                 for precision, compile in modes for kind in (sparse, "dense")]
+        kinds = [(sparse, False), (sparse, True), ("dense", False)]
+        if device.type != "cpu":  # the clock order is the CPU executor's
+            kinds.remove((sparse, True))
+        rows += bench([Variant(kind, precision, compile, plain)
+                       for precision, compile in modes for kind, plain in kinds],
+                      batch, args.steps, device)
     print_throughput(rows, device)
     if args.no_mask_table:
         if args.json:
@@ -179,8 +215,8 @@ def main() -> None:
     masks = mask_table(songs, B, T)
     step_rows = args.mask_step_rows or (B if device.type == "cuda" else 1)
     step = None if args.no_mask_step else bench(
-        sparse, make_batch(songs, T, step_rows), 1, device,
-        warmup=0 if device.type == "cpu" else 1, compile=args.compile)
+        [Variant(sparse, compile=args.compile)], make_batch(songs, T, step_rows), 1, device,
+        warmup=0 if device.type == "cpu" else 1)[0]
     print_mask_table(masks, step)
     if args.json:
         write_json(args.json, {"device": str(device), "rows": rows, "mask": masks,
@@ -188,19 +224,23 @@ def main() -> None:
 
 
 def print_throughput(rows: list[dict], device: torch.device) -> None:
-    """Rows in groups of four per length: (fp32 eager, default) x (sparse, dense)."""
+    """One line per row: its speed against the fp32-eager row of the same attention and
+    length, and its step time against the dense row of the same mode and length."""
     print(f"MeloFormer small, training step on {device} ({torch.get_num_threads()} threads), "
-          f"load average {os.getloadavg()[0]:.2f}")
+          f"load average {os.getloadavg()[0]:.2f}; median step")
     print(f"{'T':>6}{'B':>4}  {'mode':<15}{'attention':<10}{'s/step':>9}{'tokens/s':>11}"
           f"{'vs fp32 eager':>15}{'sparse/dense time':>19}")
-    for i in range(0, len(rows), 4):
-        base = rows[i: i + 2]
-        for sp, de in (rows[i: i + 2], rows[i + 2: i + 4]):
-            for r, b in ((sp, base[0]), (de, base[1])):
-                ratio = r["seconds_per_step"] / de["seconds_per_step"]
-                print(f"{r['T']:>6}{r['B']:>4}  {r['mode']:<15}{r['attention']:<10}"
-                      f"{r['seconds_per_step']:>9.3f}{r['tokens_per_s']:>11.0f}"
-                      f"{r['tokens_per_s'] / b['tokens_per_s']:>14.2f}x{ratio:>18.2f}")
+    for r in rows:
+        base = _find(rows, r["T"], "fp32 eager", r["attention"])
+        dense = _find(rows, r["T"], r["mode"], "dense")
+        print(f"{r['T']:>6}{r['B']:>4}  {r['mode']:<15}{r['attention']:<10}"
+              f"{r['seconds_per_step']:>9.3f}{r['tokens_per_s']:>11.0f}"
+              f"{r['tokens_per_s'] / base['tokens_per_s']:>14.2f}x"
+              f"{r['seconds_per_step'] / dense['seconds_per_step']:>18.2f}")
+
+
+def _find(rows: list[dict], T: int, mode: str, attention: str) -> dict:
+    return next(r for r in rows if (r["T"], r["mode"], r["attention"]) == (T, mode, attention))
 
 
 def summary(rows: list[dict], masks: list[dict], step: dict | None) -> list[dict]:
@@ -210,13 +250,14 @@ def summary(rows: list[dict], masks: list[dict], step: dict | None) -> list[dict
     out = [
         {
             "bench": "train",
-            "case": f"small T={sp['T']} B={sp['B']} {sp['attention']}",
+            "case": f"small T={sp['T']} B={sp['B']} {sp['mode']} {sp['attention']}",
             "sparse": sp["tokens_per_s"],
             "baseline": de["tokens_per_s"],
             "unit": "tok/s",
             "speedup": sp["tokens_per_s"] / de["tokens_per_s"],
         }
-        for sp, de in zip(rows[::2], rows[1::2], strict=True)
+        for sp in rows if sp["attention"] != "dense"
+        for de in [_find(rows, sp["T"], sp["mode"], "dense")]
     ]
     out += [
         {

@@ -1,5 +1,6 @@
 """The executors of one mask: compiled flex (bar-major, BlockMask) equals SDPA with the dense
-mask, which equals a hand-written softmax; GQA; executor choice."""
+mask, which equals a hand-written softmax; the CPU causal kernel over the clock order equals
+plain SDPA over the layout order, forward and backward; GQA; executor choice."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from test_layout import synthetic_song
 
 from meloformer.model.attention import (
     attend,
+    causal_masked,
     flex_block_size,
     resolve_executor,
     summary_order,
@@ -46,6 +48,12 @@ def to_hid(y: torch.Tensor, plan) -> torch.Tensor:
     return regular.scatter(2, index, y[:, :, :T])
 
 
+def to_layout(y: torch.Tensor, plan) -> torch.Tensor:
+    """(B, H, L, D) rows of the sdpa call (clock order) -> the layout's order."""
+    index = plan.order[:, None, :, None].expand_as(y)
+    return torch.empty_like(y).scatter(2, index, y)
+
+
 def summary_rows(y: torch.Tensor, lay, r: int) -> dict[int, torch.Tensor]:
     """Row r's real summary outputs (H, D) of y (H, L, D), keyed by their cell."""
     T = lay.n_regular
@@ -59,7 +67,7 @@ def test_flex_equals_sdpa(setup):
     T = batch.shape[1]
     with torch.no_grad():
         y_flex = attend(*qkv(model, batch, flex), flex)
-        y_sdpa = attend(*qkv(model, batch, sdpa), sdpa)
+        y_sdpa = to_layout(attend(*qkv(model, batch, sdpa), sdpa), sdpa)
     torch.testing.assert_close(to_hid(y_flex, flex), y_sdpa[:, :, :T], atol=1e-5, rtol=1e-5)
     # The real summary rows agree too, matched by cell (the two executors may order the
     # slots differently: flex on CPU uses small blocks, hence (track, bar) order).
@@ -85,6 +93,35 @@ def test_sdpa_equals_manual_softmax_with_gqa(setup):
     scores = scores.masked_fill(~plan.mask, float("-inf"))
     want = scores.softmax(-1) @ v
     torch.testing.assert_close(attend(*qkv(model, batch, plan), plan), want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_causal_kernel_in_clock_order_equals_plain_sdpa(setup, dtype):
+    """The CPU path (rows sorted by clock, causal flash kernel + additive mask) against the
+    plain one (layout order, boolean mask, no causal flag): outputs and all three gradients."""
+    model, batch = setup
+    plan = model.plan(batch, "sdpa")
+    assert plan.bias is not None and plan.order is not None
+    above = torch.ones(plan.length, plan.length, dtype=torch.bool).triu(1)
+    assert not (plan.mask & above).any()  # the whole mask on or below the diagonal
+    q, k, v = (t.to(dtype).requires_grad_() for t in qkv(model, batch, plan))
+    back = plan.order.argsort(dim=1)  # layout row -> call row
+    mask = plan.mask[:, 0].gather(1, back[:, :, None].expand(-1, -1, plan.length))
+    mask = mask.gather(2, back[:, None, :].expand_as(mask))[:, None]  # layout order
+
+    def layout(t):
+        return t.gather(2, back[:, None, :, None].expand_as(t))
+
+    got = causal_masked(q, k, v, plan.bias)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        layout(q), layout(k), layout(v), attn_mask=mask, enable_gqa=True)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(layout(got), want, **tol)
+    grad = torch.randn_like(got)
+    grads = torch.autograd.grad(got, (q, k, v), grad)
+    ref = torch.autograd.grad(want, (q, k, v), layout(grad))
+    for g, r in zip(grads, ref, strict=True):
+        torch.testing.assert_close(g, r, **tol)
 
 
 def test_flex_has_no_cpu_backward_and_says_so(setup):

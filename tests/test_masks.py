@@ -15,6 +15,7 @@ from meloformer.model.cells import find_cells
 from meloformer.model.config import ModelConfig
 from meloformer.model.layout import build_layout
 from meloformer.model.masks import MaskMod, mask_features, meloformer_mask
+from meloformer.model.plan import build_plan
 
 # The seed's type rule, spelled out independently of masks.type_table (query -> keys).
 T_, P_, L_, V_ = Family.POSITION, Family.PITCH, Family.DURATION, Family.VELOCITY
@@ -158,6 +159,12 @@ def check_hid_order(batch: Batch, cfg: ModelConfig) -> None:
     assert torch.equal(direct, want)
     fast = segment_dense_mask(mask_mod, mask_features(lay, cfg), lay.clock)[:, 0]
     assert torch.equal(fast, want)
+    # The CPU executor's plan: rows sorted by clock, where the whole mask is causal.
+    plan = build_plan(batch, cfg, "sdpa", "cpu")
+    assert (plan.layout.clock.gather(1, plan.order).diff() >= 0).all()
+    moved = torch.stack([w[o][:, o] for w, o in zip(want, plan.order, strict=True)])
+    assert torch.equal(plan.mask[:, 0], moved)
+    assert not moved.triu(1).any()
 
 
 def check_block_mask(batch: Batch, cfg: ModelConfig, block: int, summaries: str = "bar") -> None:

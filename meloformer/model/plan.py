@@ -68,7 +68,9 @@ class MaskPlan:
         blocks: flex only: the BlockMask tensors by BLOCK_FIELDS name, (B, 1, n) / (B, 1, n, n)
             int32.
         block_size: flex only: (query block, key block).
-        mask: sdpa only: (B, 1, L, L) bool, True = attend.
+        mask: sdpa only: (B, 1, L, L) bool, True = attend, over the rows in `order`.
+        order: sdpa only: the attention call's rows, (B, L) int64 layout rows sorted by clock
+            (see `clock_order`).
         n_targets: loss-bearing target tokens of the batch (a host int, counted here so the
             step needs no sync to weight micro-batches).
     """
@@ -79,6 +81,7 @@ class MaskPlan:
     blocks: dict[str, torch.Tensor] | None = None
     block_size: tuple[int, int] | None = None
     mask: torch.Tensor | None = None
+    order: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -98,8 +101,8 @@ class MaskPlan:
         tables = {f.name: getattr(lay, f.name) for f in fields(lay)}
         moved = {k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in tables.items()}
         blocks = None if self.blocks is None else {k: fn(v) for k, v in self.blocks.items()}
-        mask = None if self.mask is None else fn(self.mask)
-        return replace(self, layout=Layout(**moved), blocks=blocks, mask=mask)
+        mask, order = (None if t is None else fn(t) for t in (self.mask, self.order))
+        return replace(self, layout=Layout(**moved), blocks=blocks, mask=mask, order=order)
 
 
 def check_ranges(batch: Batch, cfg: ModelConfig) -> None:
@@ -140,7 +143,8 @@ def build_plan(batch: Batch, cfg: ModelConfig, executor: str, device: torch.devi
     if kind == "sdpa":
         lay = build_layout(batch, cells, multiple=8)
         mask = segment_dense_mask(meloformer_mask(lay, cfg), mask_features(lay, cfg), lay.clock)
-        return MaskPlan(kind, lay, n_targets, mask=mask)
+        order = clock_order(lay)
+        return MaskPlan(kind, lay, n_targets, mask=permute_square(mask, order), order=order)
     block = flex_block_size(cfg, device)
     multiple, T = math.lcm(block, cfg.length_bucket), batch.shape[1]
     lay = build_layout(batch, cells, bar_major=cfg.bar_major, multiple=multiple,
@@ -150,6 +154,22 @@ def build_plan(batch: Batch, cfg: ModelConfig, executor: str, device: torch.devi
     bm = segment_block_mask(meloformer_mask(lay, cfg), mask_features(lay, cfg), lay.clock, block)
     blocks = {name: getattr(bm, name) for name in BLOCK_FIELDS}
     return MaskPlan(kind, lay, n_targets, blocks=blocks, block_size=(block, block))
+
+
+def clock_order(lay: Layout) -> torch.Tensor:
+    """The layout's rows sorted by clock, (B, L) int64: each summary slot moves to just after
+    its cell's last token. Real rows have distinct clocks and every rule is causal in them
+    (padding slots may share one, but they see only themselves), so in this order the whole
+    mask lies on or below the diagonal: the CPU executor runs the causal kernel, which skips
+    the upper triangle, with the mask on top (attention.py)."""
+    return lay.clock.argsort(dim=1)
+
+
+def permute_square(mask: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """mask (B, 1, L, L) over layout rows -> over the rows in `order` (B, L), both axes."""
+    B, _, L, _ = mask.shape
+    rows = mask[:, 0].gather(1, order[:, :, None].expand(B, L, L))
+    return rows.gather(2, order[:, None, :].expand(B, L, L))[:, None]
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -130,8 +130,15 @@ class MeloFormer(nn.Module):
         lay = plan.layout
         coords = lay.coords[:, : lay.n_regular] if plan.executor == "dense" else lay.coords
         bm = block_mask(plan, self.cfg) if plan.executor == "flex" else None
+        order = regular = bias = None
+        if plan.order is not None:  # sdpa: the rows in clock order
+            order = plan.order
+            coords = coords.gather(1, order[..., None].expand_as(coords))
+            regular = order.argsort(dim=1)[:, : lay.n_regular]
+            if plan.mask.device.type == "cpu":  # the causal kernel's form of the mask
+                bias = torch.where(plan.mask, 0.0, float("-inf"))  # (B, 1, L, L) fp32
         return AttentionPlan(plan.executor, lay, self.rope(coords), block_mask=bm,
-                             mask=plan.mask)
+                             mask=plan.mask, order=order, regular=regular, bias=bias)
 
     def embed_rows(self, ids: torch.Tensor, program: torch.Tensor, track: torch.Tensor,
                    summary: torch.Tensor | None = None) -> torch.Tensor:
@@ -144,7 +151,8 @@ class MeloFormer(nn.Module):
         return x + self.program_emb(program) + self.track_emb(track)
 
     def embed(self, batch: Batch, plan: AttentionPlan) -> torch.Tensor:
-        """Input rows in execution order: regular tokens, then summary slots, (B, L, C)."""
+        """Input rows (B, L, C) in the attention call's order: the layout's (regular tokens,
+        then summary slots), or plan.order's where the plan has one."""
         lay = plan.layout
         ids, program, track = batch.ids, batch.program, batch.track
         if plan.executor == "dense":
@@ -153,9 +161,10 @@ class MeloFormer(nn.Module):
             ids, program, track = (t.gather(1, lay.perm) for t in (ids, program, track))
         B, T = ids.shape
         summary = torch.arange(lay.length, device=ids.device).expand(B, -1) >= T
-        return self.embed_rows(torch.cat([ids, ids.new_zeros(B, lay.n_summary)], dim=1),
-                               torch.cat([program, lay.summary_program], dim=1),
-                               torch.cat([track, lay.summary_track], dim=1), summary)
+        x = self.embed_rows(torch.cat([ids, ids.new_zeros(B, lay.n_summary)], dim=1),
+                            torch.cat([program, lay.summary_program], dim=1),
+                            torch.cat([track, lay.summary_track], dim=1), summary)
+        return x if plan.order is None else x.gather(1, plan.order[..., None].expand_as(x))
 
     def trunk(self, x: torch.Tensor, plan: AttentionPlan, cache: KVCache | None = None
               ) -> torch.Tensor:
@@ -195,6 +204,8 @@ class MeloFormer(nn.Module):
             plan = self.attention_plan(plan)
         x = self.trunk(self.embed(batch, plan), plan)  # (B, L, C)
         T, perm = batch.shape[1], plan.layout.perm
+        if plan.regular is not None:  # the regular rows, out of clock order
+            x = x.gather(1, plan.regular[..., None].expand(-1, -1, x.shape[-1]))
         h = self.norm(x[:, :T])  # summary rows end here
         if plan.executor == "flex" and perm is not None:
             h = torch.empty_like(h).scatter(1, perm[..., None].expand_as(h), h)  # back to HID
