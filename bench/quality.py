@@ -45,34 +45,40 @@ first writes step_times.json, start the second after it), each with --json, then
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import math
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.common import CORPUS, REPO, SAMPLE, print_table, remi_tokenizer, write_json
+from bench.common import CORPUS, REPO, SAMPLE, remi_tokenizer, write_json
+from bench.quality_data import (
+    BASE,
+    MODELS,
+    Song,
+    eval_windows,
+    load_corpus,
+    take_bars,
+    train_crop,
+)
 from bench.quality_remi import (
     REMI_FAMILIES,
     GenSettings,
     RemiTables,
-    remi_encoding,
     remi_samples,
 )
-from meloformer.data import DiscoverConfig, pitch_ranges
-from meloformer.data.discover import find_midi
+from bench.quality_report import merge, report
+from meloformer.data import pitch_ranges
 from meloformer.evaluate import music_metrics
 from meloformer.generate import Conditions, Request, from_scratch, generate
 from meloformer.hid import (
-    BOS,
     EOS,
     Encoding,
     Family,
@@ -81,7 +87,6 @@ from meloformer.hid import (
     Score,
     Vocab,
     decode,
-    encode_bytes,
     parse_tokens,
     score_bytes,
     vocab_for,
@@ -96,140 +101,9 @@ from meloformer.train import (
     train_step,
 )
 
-MODELS = {  # name -> (tokenisation, ModelConfig.attention)
-    "hid-sparse": ("hid", "auto"),
-    "hid-dense": ("hid", "dense"),
-    "remi-dense": ("remi", "dense"),
-}
-BASE = "hid-sparse"
 SAVE_EVERY = 50  # steps between checkpoints besides the scored ones (an interrupt loses less)
 RUN_ORDER = ("hid-sparse", "remi-dense", "hid-dense")  # (a) vs (c) first if time runs out
 LN2 = math.log(2)
-
-
-# ---------------------------------------------------------------- corpus
-
-
-@dataclass(frozen=True)
-class Song:
-    path: str
-    split: str
-    hid: Encoding
-    remi: Encoding
-
-
-def load_corpus(root: Path, max_files: int | None = None) -> tuple[dict[str, list[Song]], dict]:
-    """Encode every file both ways; splits from discover; identical HID content counted once.
-
-    Returns:
-        ({split: [Song]}, counts of files, rejects and content duplicates).
-    """
-    manifest, _ = find_midi([root], DiscoverConfig(), root)
-    if max_files:
-        manifest = manifest.iloc[:max_files]
-    tok, cfg = remi_tokenizer(), HIDConfig()
-    tables = RemiTables.of(tok)
-    import symusic
-
-    splits: dict[str, list[Song]] = {"train": [], "val": [], "test": []}
-    seen: set[str] = set()
-    counts = {"files": len(manifest), "rejected": 0, "duplicates": 0}
-    for path, split in zip(manifest["path"], manifest["split"], strict=True):
-        data = (root / path).read_bytes()
-        try:
-            hid = encode_bytes(data, cfg, path)
-            seq = tok.encode(symusic.Score.from_midi(data))
-        except (HIDError, Exception):  # noqa: BLE001 - either codec's failure leaves the file out
-            counts["rejected"] += 1
-            continue
-        seq = seq[0] if isinstance(seq, list) else seq
-        if len(seq.ids) == 0 or hid.n_notes == 0:
-            counts["rejected"] += 1
-            continue
-        key = hashlib.sha256(np.asarray(hid.ids, np.int64).tobytes()).hexdigest()
-        if key in seen:
-            counts["duplicates"] += 1
-            continue
-        seen.add(key)
-        splits[split].append(Song(path, split, hid, remi_encoding(np.asarray(seq.ids), tables)))
-    counts.update({k: len(v) for k, v in splits.items()})
-    return splits, counts
-
-
-# ---------------------------------------------------------------- bar windows
-
-
-def header_mask(enc: Encoding) -> np.ndarray:
-    """Tokens outside every bar: BOS and HID's track-opening tokens (REMI: BOS only)."""
-    return (enc.ids == BOS) | ((enc.type == Family.TRACK) & (enc.track > 0))
-
-
-def bar_tokens(enc: Encoding) -> np.ndarray:
-    """Tokens per bar (header excluded), [n_bars]."""
-    return np.bincount(enc.bar[~header_mask(enc)], minlength=enc.n_bars)
-
-
-def take_bars(enc: Encoding, b0: int, b1: int) -> Encoding:
-    """The header plus bars [b0, b1) of every track, in stream order."""
-    keep = header_mask(enc) | ((enc.bar >= b0) & (enc.bar < b1))
-    meta = {n: getattr(enc, n)[keep] for n in ("ids", "track", "bar", "type", "pos", "program")}
-    return Encoding(**meta, n_bars=enc.n_bars, n_tracks=enc.n_tracks, n_notes=enc.n_notes)
-
-
-def bar_window(per_bar: np.ndarray, budget: int, start: int) -> tuple[int, int]:
-    """Bars [b0, b1) from `start` forward while they fit in `budget` tokens, then backward."""
-    b1, used = start, 0
-    while b1 < len(per_bar) and used + per_bar[b1] <= budget:
-        used, b1 = used + per_bar[b1], b1 + 1
-    b0 = start
-    while b0 > 0 and used + per_bar[b0 - 1] <= budget:
-        used, b0 = used + per_bar[b0 - 1], b0 - 1
-    return b0, b1
-
-
-def train_crop(enc: Encoding, length: int, u: float) -> Encoding:
-    """A window of whole bars within `length` tokens starting at bar floor(u * n_bars)."""
-    per_bar = bar_tokens(enc)
-    budget = length - int(header_mask(enc).sum())
-    start = min(int(u * len(per_bar)), len(per_bar) - 1)
-    b0, b1 = bar_window(per_bar, budget, start)
-    if b1 == b0:  # one bar longer than the row: its first tokens
-        return _head(take_bars(enc, start, start + 1), length)
-    return take_bars(enc, b0, b1)
-
-
-def _head(enc: Encoding, length: int) -> Encoding:
-    meta = {n: getattr(enc, n)[:length] for n in ("ids", "track", "bar", "type", "pos", "program")}
-    return Encoding(**meta, n_bars=enc.n_bars, n_tracks=enc.n_tracks, n_notes=enc.n_notes)
-
-
-@dataclass(frozen=True)
-class EvalSong:
-    """One scored window: the same first K bars in both tokenisations, and its notes (HID)."""
-
-    path: str
-    hid: Encoding
-    remi: Encoding
-    notes: int
-
-
-def eval_windows(songs: list[Song], length: int) -> list[EvalSong]:
-    """Each song's first K bars, K the most that fit in `length` under both codecs."""
-    out = []
-    for s in songs:
-        k = min(_bars_fitting(s.hid, length), _bars_fitting(s.remi, length))
-        if k == 0:
-            continue
-        hid = take_bars(s.hid, 0, k)
-        notes = int((hid.type == Family.PITCH).sum())
-        if notes:
-            out.append(EvalSong(s.path, hid, take_bars(s.remi, 0, k), notes))
-    return out
-
-
-def _bars_fitting(enc: Encoding, length: int) -> int:
-    budget = length - int(header_mask(enc).sum())
-    return int(np.searchsorted(np.cumsum(bar_tokens(enc)), budget, side="right"))
 
 
 # ---------------------------------------------------------------- models, training
@@ -510,46 +384,6 @@ def schedule(steps: int, times: dict[str, float], n_evals: int) -> dict[str, dic
     return out
 
 
-def at(curve: list, step: int) -> dict:
-    return next(p for p in curve if p["step"] == step)
-
-
-def mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def summarize(curves: dict, plan: dict, times: dict, steps: int, params: dict) -> list[dict]:
-    """One row per model: equal-steps and equal-time bits/note (mean, sd over seeds)."""
-    rows = []
-    for name in MODELS:
-        eq = [at(c, steps) for c in curves[name].values()]
-        tm = [at(c, plan[name]["eq_time"]) for c in curves[name].values()]
-        bpn, sd = mean_sd([p["bits_per_note"] for p in eq])
-        bpn_t, sd_t = mean_sd([p["bits_per_note"] for p in tm])
-        rows.append({
-            "model": name, "params_M": params[name] / 1e6, "s_per_step": times[name],
-            "steps": steps, "bits/note": bpn, "sd": sd,
-            "bits/token": statistics.fmean(p["bits_per_token"] for p in eq),
-            "time_steps": plan[name]["eq_time"], "bits/note@time": bpn_t, "sd@time": sd_t,
-        })
-    base = rows[0]
-    for r in rows:
-        r["vs_a_steps_%"] = 100 * (r["bits/note"] / base["bits/note"] - 1)
-        r["vs_a_time_%"] = 100 * (r["bits/note@time"] / base["bits/note@time"] - 1)
-    return rows
-
-
-def family_rows(curves: dict, steps: int) -> list[dict]:
-    """Bits per note by target family at equal steps, mean over seeds."""
-    rows = []
-    for name in MODELS:
-        points = [at(c, steps)["family_bits_per_note"] for c in curves[name].values()]
-        for fam in points[0]:
-            rows.append({"model": name, "family": fam,
-                         "bits/note": statistics.fmean(p.get(fam, 0.0) for p in points)})
-    return rows
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(CORPUS), help="MIDI folder (train/val by discover)")
@@ -621,82 +455,6 @@ def main() -> None:
         "gaps": {n: {str(s): g for s, g in v.items()} for n, v in gaps.items()},
     }
     report(result, args.json)
-
-
-def report(result: dict, json_path: str | None) -> None:
-    """Print the table (and write it with the curves to json_path)."""
-    a, curves = result["settings"], result["curves"]
-    steps, times, plan = a["steps"], result["step_times"], result["plan"]
-    rows = summarize(curves, plan, times, steps, result["params"])
-    fams = family_rows(curves, steps)
-    sc = result["scored"]
-    seeds = sorted({int(s) for c in curves.values() for s in c})
-    print(f"{a['size']}, batch {a['rows']}x{a['length']} tokens, lr {a['lr']} constant after "
-          f"{a['warmup']} warm-up steps, seeds {seeds}; equal time = (a)'s {steps} "
-          f"steps x {times[BASE]:.2f} s; scored on {a['eval_dir'] or 'val'}: {sc['songs']} "
-          f"songs, {sc['notes']} notes (REMI windows hold {sc['remi_notes'] / sc['notes']:.3f}x "
-          f"as many)")
-    print_table(rows, ["model", "params_M", "s_per_step", "steps", "bits/note", "sd",
-                       "bits/token", "vs_a_steps_%", "time_steps", "bits/note@time",
-                       "sd@time", "vs_a_time_%"])
-    print(f"\nbits per note by target family at {steps} steps (mean over seeds)")
-    print_table(fams, ["model", "family", "bits/note"])
-    gaps = gap_rows(result.get("gaps", {}))
-    if gaps:
-        g = next(iter(next(iter(result["gaps"].values())).values()))["settings"]
-        decoded = ", ".join(
-            f"{n} {sum(x['decoded'] for x in v.values())}/"
-            f"{sum(x['decoded'] + x['failed'] for x in v.values())}"
-            for n, v in result["gaps"].items())
-        print(f"\nmusic metrics at {steps} steps: |generated - real| per model, mean and sd "
-              f"over seeds; {g['n_samples']} songs per model and seed from scratch, "
-              f"{g['bars']} bars, <= {g['max_tokens']} tokens, temperature "
-              f"{g['temperature']}, top_p {g['top_p']}, sampler seed {g['seed']}; real = "
-              f"the scored songs' first {g['bars']} bars; decoded: {decoded}")
-        print_table(gaps, ["metric", "real", *[c for n in MODELS for c in (n, _sd_col(n))]])
-    if json_path:
-        write_json(json_path, {**result, "rows": rows, "families": fams, "gap_rows": gaps})
-
-
-def gap_rows(gaps: dict) -> list[dict]:
-    """One row per music metric: the real value, then each model's |generated - real| (mean,
-    sd over seeds; where a metric is undefined for some seed's samples, e.g. pitch metrics of
-    drums-only songs, the sd cell says over how many seeds the mean is). Models without
-    samples are left out."""
-    models = [n for n in MODELS if gaps.get(n)]
-    if not models:
-        return []
-    first = next(iter(gaps[models[0]].values()))["music"]
-    rows = []
-    for metric, value in first.items():
-        row = {"metric": metric, "real": value["real"] if isinstance(value, dict) else ""}
-        for n in models:
-            vals = [v for g in gaps[n].values() if math.isfinite(v := _gap(g["music"][metric]))]
-            row[n], row[_sd_col(n)] = mean_sd(vals) if vals else (math.nan, math.nan)
-            if len(vals) < len(gaps[n]):
-                row[_sd_col(n)] = f"{len(vals)}/{len(gaps[n])} seeds"
-        rows.append(row)
-    return rows
-
-
-def _sd_col(name: str) -> str:
-    return f"sd({'abc'[list(MODELS).index(name)]})"
-
-
-def _gap(value) -> float:
-    """A metric's gap; similarity_error is a distance between curves already."""
-    return value["gap"] if isinstance(value, dict) else value
-
-
-def merge(paths: list[str], json_path: str | None) -> None:
-    """One table from the JSONs of runs that trained the seeds in separate processes."""
-    parts = [json.loads(Path(p).read_text()) for p in paths]
-    result = dict(parts[0])
-    result["curves"] = {n: {s: c for part in parts for s, c in part["curves"][n].items()}
-                        for n in MODELS}
-    result["gaps"] = {n: {s: g for part in parts for s, g in part.get("gaps", {}).get(n, {})
-                          .items()} for n in MODELS}
-    report(result, json_path)
 
 
 def eval_dir_curve(bench: Bench, name: str, seed: int, steps: list[int]) -> list:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO, run_cmd
 
-from bench import common, quality, quality_remi
+from bench import common, quality, quality_data, quality_remi
 from meloformer.hid.song import Encoding
 
 pytest.importorskip("miditok", reason="bench extra not installed")
@@ -60,11 +60,11 @@ def test_eval_windows_hold_the_same_bars_in_both_tokenisations():
 
     seq = tok.encode(symusic.Score(str(path)))
     seq = seq[0] if isinstance(seq, list) else seq
-    s = quality.Song(str(path), "val", encode_file(path), quality_remi.remi_encoding(
+    s = quality_data.Song(str(path), "val", encode_file(path), quality_remi.remi_encoding(
         np.asarray(seq.ids), tables))
-    (w,) = quality.eval_windows([s], 256)
+    (w,) = quality_data.eval_windows([s], 256)
     assert len(w.hid) <= 256 and len(w.remi) <= 256
-    hid_bars = set(w.hid.bar[~quality.header_mask(w.hid)].tolist())
+    hid_bars = set(w.hid.bar[~quality_data.header_mask(w.hid)].tolist())
     remi_bars = set(w.remi.bar.tolist())
     assert hid_bars == remi_bars == set(range(max(hid_bars) + 1))
     assert w.notes == int(tables.is_note[w.remi.ids].sum())  # same notes in the same bars
@@ -144,7 +144,7 @@ def test_real_scores_are_the_first_bars_of_each_song():
 
     path = next(iter(sorted((REPO / "data" / "raw" / "sample").rglob("*.mid"))))
     enc = encode_file(path)
-    s = quality.Song(str(path), "val", enc, enc)
+    s = quality_data.Song(str(path), "val", enc, enc)
     vocab = vocab_for(quality.HIDConfig())
     (score,) = quality.real_scores([s], 2, vocab)
     assert score.n_bars == min(2, enc.n_bars)
