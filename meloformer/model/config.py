@@ -69,7 +69,8 @@ class ModelConfig:
     type_rule: bool = False
     """The seed's token-type rule on cross-cell RR pairs (off: it removes no blocks)."""
     attention: str = "auto"
-    """Executor: flex (compiled FlexAttention), sdpa (dense boolean mask), dense (plain causal
+    """Executor: flex (compiled FlexAttention), sdpa (the dense mask over the rows in clock
+    order; on CPU torch's causal flash kernel with the mask on top), dense (plain causal
     baseline, no summaries), auto (flex on CUDA, sdpa on CPU where flex has no backward)."""
     block_size: int = 128
     """FlexAttention block size (queries and keys) on CUDA. 128 is the Triton tile; 64 trains
