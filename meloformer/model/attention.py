@@ -130,10 +130,9 @@ def causal_masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch
 
     torch's CPU flash kernel takes both the causal flag and a mask (the public
     scaled_dot_product_attention refuses the pair) and then skips every key block above the
-    diagonal; its backward is the same op's. The mask must be fp32: a broadcast bf16 mask
-    takes a slow path (measured 2x). A mask entry above the diagonal is ignored."""
-    groups = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    diagonal; its backward is the same op's. It reads the KV heads of a query head group
+    itself (GQA; repeating them first cost 10 % more). The mask must be fp32: a broadcast bf16
+    mask takes a slow path (measured 2x). A mask entry above the diagonal is ignored."""
     return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         q, k, v, 0.0, True, attn_mask=bias)[0]
 
