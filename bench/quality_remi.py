@@ -1,6 +1,6 @@
 """MidiTok REMI for bench/quality.py: its ids (the tokenizer of bench.common.remi_tokenizer)
 as an Encoding the same transformer reads, a plain (uncached) sampler of REMI songs, and the
-sampling settings it shares with the HID sampler of quality.py (GenSettings)."""
+sampling settings it shares with the HID sampler of quality_score.py (GenSettings)."""
 
 from __future__ import annotations
 

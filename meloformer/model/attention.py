@@ -42,8 +42,7 @@ from meloformer.model.plan import flex_block_size, resolve_executor, summary_ord
 from meloformer.model.rope import apply_rope
 
 __all__ = ["Attention", "AttentionPlan", "attend", "attend_gathered", "causal_masked",
-           "flex_block_size",
-           "resolve_executor", "summary_order"]
+           "flex_block_size", "resolve_executor", "summary_order"]
 
 # 3 buckets x 4 micro-batch sizes x 2 grad modes x 2 dtypes = 48 graphs, with room to spare.
 RECOMPILE_LIMIT = 64
@@ -83,7 +82,6 @@ class AttentionPlan:
         mask: sdpa only, (B, 1, L, K) bool; K = L, or hi - lo in a decode plan.
         order: sdpa only (not in a decode plan): the layout row at each row of the call,
             (B, L) int64 (plan.clock_order); rope and mask are in this order.
-        regular: with `order`: the call row of each regular token in HID order, (B, T).
         bias: with `order`, on CPU: the mask as an additive fp32 tensor (0 / -inf), the form
             the causal flash kernel takes, (B, 1, L, L).
         slot: decode plan only: the cache slot each query row writes, (B, L) int64.
@@ -101,7 +99,6 @@ class AttentionPlan:
     span: tuple[int, int] | None = None
     index: torch.Tensor | None = None
     order: torch.Tensor | None = None
-    regular: torch.Tensor | None = None
     bias: torch.Tensor | None = None
 
     @property

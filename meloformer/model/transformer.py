@@ -130,15 +130,13 @@ class MeloFormer(nn.Module):
         lay = plan.layout
         coords = lay.coords[:, : lay.n_regular] if plan.executor == "dense" else lay.coords
         bm = block_mask(plan, self.cfg) if plan.executor == "flex" else None
-        order = regular = bias = None
-        if plan.order is not None:  # sdpa: the rows in clock order
-            order = plan.order
+        order, bias = plan.order, None
+        if order is not None:  # sdpa: the rows in clock order
             coords = coords.gather(1, order[..., None].expand_as(coords))
-            regular = order.argsort(dim=1)[:, : lay.n_regular]
             if plan.mask.device.type == "cpu":  # the causal kernel's form of the mask
                 bias = torch.where(plan.mask, 0.0, float("-inf"))  # (B, 1, L, L) fp32
         return AttentionPlan(plan.executor, lay, self.rope(coords), block_mask=bm,
-                             mask=plan.mask, order=order, regular=regular, bias=bias)
+                             mask=plan.mask, order=order, bias=bias)
 
     def embed_rows(self, ids: torch.Tensor, program: torch.Tensor, track: torch.Tensor,
                    summary: torch.Tensor | None = None) -> torch.Tensor:
@@ -204,8 +202,9 @@ class MeloFormer(nn.Module):
             plan = self.attention_plan(plan)
         x = self.trunk(self.embed(batch, plan), plan)  # (B, L, C)
         T, perm = batch.shape[1], plan.layout.perm
-        if plan.regular is not None:  # the regular rows, out of clock order
-            x = x.gather(1, plan.regular[..., None].expand(-1, -1, x.shape[-1]))
+        if plan.order is not None:  # the regular rows, out of clock order: (B, T, C)
+            rows = plan.order.argsort(dim=1)[:, :T]  # call row of each layout row
+            x = x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
         h = self.norm(x[:, :T])  # summary rows end here
         if plan.executor == "flex" and perm is not None:
             h = torch.empty_like(h).scatter(1, perm[..., None].expand_as(h), h)  # back to HID
