@@ -11,6 +11,7 @@ import torch
 from test_layout import synthetic_song
 
 from meloformer.model.attention import (
+    additive_mask,
     attend,
     causal_masked,
     flex_block_size,
@@ -112,7 +113,10 @@ def test_causal_kernel_in_clock_order_equals_plain_sdpa(setup, dtype):
     def layout(t):
         return t.gather(2, back[:, None, :, None].expand_as(t))
 
-    got = causal_masked(q, k, v, plan.bias)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        bias = additive_mask(plan.mask)  # what the model builds under the step's autocast
+    assert bias.dtype == dtype
+    got = causal_masked(q, k, v, bias)
     want = torch.nn.functional.scaled_dot_product_attention(
         layout(q), layout(k), layout(v), attn_mask=mask, enable_gqa=True)
     tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)

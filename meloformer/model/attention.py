@@ -27,6 +27,7 @@ error instead of a silent slowdown.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,8 +42,8 @@ from meloformer.model.layout import Layout
 from meloformer.model.plan import flex_block_size, resolve_executor, summary_order
 from meloformer.model.rope import apply_rope
 
-__all__ = ["Attention", "AttentionPlan", "attend", "attend_gathered", "causal_masked",
-           "flex_block_size", "resolve_executor", "summary_order"]
+__all__ = ["Attention", "AttentionPlan", "additive_mask", "attend", "attend_gathered",
+           "causal_masked", "flex_block_size", "resolve_executor", "summary_order"]
 
 # 3 buckets x 4 micro-batch sizes x 2 grad modes x 2 dtypes = 48 graphs, with room to spare.
 RECOMPILE_LIMIT = 64
@@ -82,8 +83,8 @@ class AttentionPlan:
         mask: sdpa only, (B, 1, L, K) bool; K = L, or hi - lo in a decode plan.
         order: sdpa only (not in a decode plan): the layout row at each row of the call,
             (B, L) int64 (plan.clock_order); rope and mask are in this order.
-        bias: with `order`, on CPU: the mask as an additive fp32 tensor (0 / -inf), the form
-            the causal flash kernel takes, (B, 1, L, L).
+        bias: with `order`, on CPU: the mask in the causal flash kernel's additive form
+            (0 / -inf; `additive_mask`), (B, 1, L, L) bf16 under CPU autocast, else fp32.
         slot: decode plan only: the cache slot each query row writes, (B, L) int64.
         span: decode plan only: the slot range [lo, hi) the rows attend over.
         index: decode plan only, optional: the rows in G groups of R, each attending over
@@ -123,15 +124,24 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: AttentionPla
 def causal_masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
                   ) -> torch.Tensor:
     """Causal attention of q (B, H, L, D) over k, v (B, KV, L, D) with the additive mask
-    `bias` (B, 1, L, L) fp32 on top -> (B, H, L, D); CPU only.
+    `bias` (B, 1, L, L) on top -> (B, H, L, D); CPU only.
 
     torch's CPU flash kernel takes both the causal flag and a mask (the public
     scaled_dot_product_attention refuses the pair) and then skips every key block above the
     diagonal; its backward is the same op's. It reads the KV heads of a query head group
-    itself (GQA; repeating them first cost 10 % more). The mask must be fp32: a broadcast bf16
-    mask takes a slow path (measured 2x). A mask entry above the diagonal is ignored."""
+    itself (GQA; repeating them first cost 10 % more). The mask's dtype is q's or fp32 (the
+    kernel takes no other; see `additive_mask`). A mask entry above the diagonal is ignored."""
     return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         q, k, v, 0.0, True, attn_mask=bias)[0]
+
+
+def additive_mask(mask: torch.Tensor) -> torch.Tensor:
+    """The bool mask (True = attend) as causal_masked's additive form: 0 where kept, -inf
+    where not, in the CPU autocast dtype when autocast is on (then q's dtype: half the bytes
+    the kernel reads per key block, 3-6 % off the call at 1-2k rows), else fp32. Both values
+    are exact in bf16."""
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, -math.inf)
 
 
 def attend_gathered(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,

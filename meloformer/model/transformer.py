@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from meloformer.model.attention import Attention, AttentionPlan
+from meloformer.model.attention import Attention, AttentionPlan, additive_mask
 from meloformer.model.batch import IGNORE, Batch
 from meloformer.model.cache import DecodeRows, KVCache, LayerKV
 from meloformer.model.config import ModelConfig
@@ -134,7 +134,7 @@ class MeloFormer(nn.Module):
         if order is not None:  # sdpa: the rows in clock order
             coords = coords.gather(1, order[..., None].expand_as(coords))
             if plan.mask.device.type == "cpu":  # the causal kernel's form of the mask
-                bias = torch.where(plan.mask, 0.0, float("-inf"))  # (B, 1, L, L) fp32
+                bias = additive_mask(plan.mask)  # (B, 1, L, L)
         return AttentionPlan(plan.executor, lay, self.rope(coords), block_mask=bm,
                              mask=plan.mask, order=order, bias=bias)
 
