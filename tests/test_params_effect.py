@@ -12,6 +12,7 @@ import pytest
 import yaml
 from conftest import FIXTURES
 
+from meloformer.data.profile import CorpusProfile
 from meloformer.generate.run import build_script, density_defaults
 from meloformer.generate.script import Forced, Free
 from meloformer.hid import HIDConfig
@@ -77,6 +78,7 @@ def test_generate_scratch_density_sets_every_bar(tmp_path):
     shipped = load_params(REPO / "params.yaml").generate
     free = load_params(edited(tmp_path, "generate", scratch_density="free")).generate
     two = {"instruments": (0, 0)}
-    asked = density_defaults(replace(shipped, **two), None)[0].density
-    assert shipped.scratch_density == "mid" and asked == ("0:0-15=mid", "1:0-15=mid")
-    assert density_defaults(replace(free, **two), None)[0].density is None
+    profile = CorpusProfile("4/4", 120.0, (0, 0), ("4/4",), (0,), (((0, 0), (1, 3)),))
+    asked = density_defaults(replace(shipped, **two), None, profile)[0].density
+    assert shipped.scratch_density == "auto" and asked == ("0:0-15=low", "1:0-15=high")
+    assert density_defaults(replace(free, **two), None, profile)[0].density is None

@@ -4,18 +4,26 @@ generation from scratch (the data's meter, tempo and instruments; no unseen prog
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from train_helpers import ALL_FIXTURES, FIXTURES, make_dataset
 
-from meloformer.data.profile import CorpusProfile, corpus_profile, read_profile
+from meloformer.data.controls import control_bins, split_songs
+from meloformer.data.profile import (
+    LEVEL_SONGS,
+    CorpusProfile,
+    corpus_profile,
+    opener_program,
+    read_profile,
+)
 from meloformer.data.shards import SHARD_DIR, songs_files
 from meloformer.generate import Conditions, Request, SamplingConfig, generate
 from meloformer.generate.run import GenerateConfig, run_generate
 from meloformer.generate.script import from_scratch
-from meloformer.hid import Vocab
+from meloformer.hid import Vocab, cell_stats
 from meloformer.hid.decode import parse_tokens
 from meloformer.hid.encode import encode_file
 from meloformer.hid.vocab import Family
@@ -26,7 +34,8 @@ VOCAB = Vocab()
 
 def test_profile_reads_the_train_split(tmp_path):
     data = make_dataset(tmp_path, copies=2)
-    got = corpus_profile(songs_files(data / SHARD_DIR), VOCAB)
+    files = songs_files(data / SHARD_DIR)
+    got = corpus_profile(files, VOCAB, control_bins(files, VOCAB))
     scores = [parse_tokens(encode_file(FIXTURES / f).ids, VOCAB) for f in ALL_FIXTURES]
     assert set(got.programs) == {p for s in scores for p in s.programs}
     assert set(got.instruments) <= set(got.programs) and got.meter in got.meters
@@ -34,6 +43,36 @@ def test_profile_reads_the_train_split(tmp_path):
     assert CorpusProfile.from_dict(json.loads(json.dumps(got.to_dict()))) == got
     (data / "meta.json").write_text(json.dumps({"profile": got.to_dict()}))
     assert read_profile(data / "meta.json") == got
+    old = {k: v for k, v in got.to_dict().items() if k != "track_density"}
+    assert CorpusProfile.from_dict(old).track_density == ()  # a profile from before
+
+
+def lower_median(values: list[int]) -> int:
+    return sorted(values)[(len(values) - 1) // 2]
+
+
+def test_track_density_is_each_tracks_median_level(tmp_path):
+    """The oracle: every train song's bars binned one by one (an empty bar -1), grouped by
+    instrumentation and track, the lower median of each group (at least 0); only sets of
+    LEVEL_SONGS songs or more."""
+    data = make_dataset(tmp_path, copies=LEVEL_SONGS)
+    files = songs_files(data / SHARD_DIR)
+    bins = control_bins(files, VOCAB)
+    by_set: dict[tuple, dict[int, list[int]]] = {}
+    count: Counter = Counter()
+    for enc in split_songs(files, "train"):
+        song = tuple(opener_program(VOCAB, int(t)) for t in enc.ids[enc.type == Family.TRACK])
+        count[song] += 1
+        st = cell_stats(enc, VOCAB)
+        for track, dens, empty in zip(st.track, st.density, st.empty, strict=True):
+            level = -1 if empty else int(np.searchsorted(bins.density, dens, side="left"))
+            by_set.setdefault(song, {}).setdefault(int(track), []).append(level)
+    want = {song: tuple(max(lower_median(by_set[song][t]), 0) for t in range(1, len(song) + 1))
+            for song, n in count.items() if n >= LEVEL_SONGS}
+    got = corpus_profile(files, VOCAB, bins)
+    assert want and dict(got.track_density) == want
+    assert all(got.density_levels(s) == v for s, v in want.items())
+    assert corpus_profile(files, VOCAB).track_density == ()  # no bins, no levels
 
 
 def test_sampled_tracks_keep_to_the_programs_of_the_data():
@@ -70,3 +109,21 @@ def test_from_scratch_takes_the_data_meter_tempo_and_instruments(tiny_checkpoint
                          time_signature="4/4", tempo=120.0, instruments=(0,))  # one track
     run_generate(path, tmp_path / "out2", cfg, report=lines.append)
     assert lines == []
+
+
+def test_export_takes_the_profile_of_the_meta_it_is_given(tiny_checkpoint, tmp_path):
+    """A profile field added after a run reaches the shipped file without retraining."""
+    from meloformer.train.export import export_model
+
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    old = CorpusProfile("3/4", 90.0, (0, 0), ("3/4",), (0,))
+    ckpt["profile"] = old.to_dict()
+    trained = tmp_path / "trained.pt"
+    torch.save(ckpt, trained)
+    new = CorpusProfile("3/4", 90.0, (0, 0), ("3/4",), (0,), (((0, 0), (1, 2)),))
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"profile": new.to_dict()}))
+    for given, want in ((None, old), (meta, new)):
+        export_model(trained, tmp_path / "out.pt", meta=given)
+        got = torch.load(tmp_path / "out.pt", weights_only=True)["profile"]
+        assert CorpusProfile.from_dict(got) == want

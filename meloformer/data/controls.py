@@ -4,6 +4,7 @@ the train split's non-empty bars, read from the shards one row group at a time."
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,9 @@ from meloformer.hid import ControlBins, Encoding, Vocab, bin_edges, cell_stats
 COLUMNS = ("ids", "track", "bar", "type")
 
 
-def control_bins(files: list[Path], vocab: Vocab, split: str = "train") -> ControlBins:
-    """The quantile edges of note density and polyphony over the non-empty instrument bars
-    of `split`'s songs (edges 1..4 when the split has none)."""
-    density, polyphony = [], []
+def split_songs(files: list[Path], split: str) -> Iterator[Encoding]:
+    """`split`'s songs in the shards `files`, one row group at a time, with the COLUMNS
+    that cell_stats reads (pos and program zero, counts unset)."""
     for path in files:
         pf = pq.ParquetFile(path)
         for g in range(pf.num_row_groups):
@@ -27,11 +27,18 @@ def control_bins(files: list[Path], vocab: Vocab, split: str = "train") -> Contr
             for row in range(t.num_rows):
                 cols = {c: np.asarray(t.column(c)[row].as_py()) for c in COLUMNS}
                 zeros = np.zeros(len(cols["ids"]), dtype=np.int64)
-                enc = Encoding(**cols, pos=zeros, program=zeros, n_bars=0, n_tracks=0,
+                yield Encoding(**cols, pos=zeros, program=zeros, n_bars=0, n_tracks=0,
                                n_notes=0)
-                st = cell_stats(enc, vocab)
-                density.append(st.density[~st.empty])
-                polyphony.append(st.polyphony[~st.empty])
+
+
+def control_bins(files: list[Path], vocab: Vocab, split: str = "train") -> ControlBins:
+    """The quantile edges of note density and polyphony over the non-empty instrument bars
+    of `split`'s songs (edges 1..4 when the split has none)."""
+    density, polyphony = [], []
+    for enc in split_songs(files, split):
+        st = cell_stats(enc, vocab)
+        density.append(st.density[~st.empty])
+        polyphony.append(st.polyphony[~st.empty])
     return ControlBins(bin_edges(_cat(density)), bin_edges(_cat(polyphony)))
 
 

@@ -206,8 +206,9 @@ def finalize(manifest_path: Path, out_dir: Path, cfg: PreprocessConfig) -> Prepr
     meta = build_meta(cfg, [t.key for t in tasks], songs, rejects, len(manifest),
                       pitch_ranges(hist), shard_dir)
     files = [songs_file(shard_dir, k) for k in ids]
-    meta["control_bins"] = control_bins(files, Vocab(cfg.hid)).to_dict()
-    meta["profile"] = corpus_profile(files, Vocab(cfg.hid)).to_dict()
+    bins = control_bins(files, Vocab(cfg.hid))
+    meta["control_bins"] = bins.to_dict()
+    meta["profile"] = corpus_profile(files, Vocab(cfg.hid), bins).to_dict()
     write_json(Path(out_dir) / META_FILE, meta)
     totals = meta["totals"]
     return PreprocessSummary(

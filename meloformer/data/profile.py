@@ -16,10 +16,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from meloformer.hid import DRUM_PROGRAM, Family, Vocab
+from meloformer.data.controls import split_songs
+from meloformer.hid import DRUM_PROGRAM, ControlBins, Encoding, Family, Vocab, cell_stats
+
+TRACK_DENSITY_SETS = 16  # instrumentations whose track densities the profile keeps
+LEVEL_SONGS = 8  # ... each held by at least this many songs
+MIDDLE_LEVEL = 2  # "mid": a track with no bar at all in the data
+
+
+def _key(instruments: tuple[int, ...]) -> str:
+    return ",".join(map(str, instruments))
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,11 @@ class CorpusProfile:
         instruments: the most common set of programs (128 = drums), canonical order.
         meters: every time signature the songs use.
         programs: every program the songs use.
+        track_density: for each instrumentation of at least LEVEL_SONGS songs (the
+            TRACK_DENSITY_SETS most common), the median density control level (0..4, the
+            meta.json `control_bins`) of each track's bars, empty ones counted below the
+            lowest, canonical track order: ((instruments, levels), ...). Generation from
+            scratch asks for these.
     """
 
     meter: str
@@ -39,40 +51,53 @@ class CorpusProfile:
     instruments: tuple[int, ...]
     meters: tuple[str, ...]
     programs: tuple[int, ...]
+    track_density: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d["track_density"] = {_key(s): list(levels) for s, levels in self.track_density}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> CorpusProfile:
+        """The profile of a meta.json or checkpoint (one written before `track_density`
+        has none)."""
+        levels = tuple((tuple(int(p) for p in key.split(",")), tuple(int(v) for v in value))
+                       for key, value in d.get("track_density", {}).items())
         return cls(str(d["meter"]), float(d["tempo"]), tuple(int(p) for p in d["instruments"]),
-                   tuple(str(m) for m in d["meters"]), tuple(int(p) for p in d["programs"]))
+                   tuple(str(m) for m in d["meters"]), tuple(int(p) for p in d["programs"]),
+                   levels)
+
+    def density_levels(self, instruments: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The density level of each track of `instruments` (canonical order) in the
+        training songs with exactly these instruments; None when too few songs have them."""
+        return dict(self.track_density).get(tuple(instruments))
 
 
-def corpus_profile(files: list[Path], vocab: Vocab, split: str = "train") -> CorpusProfile:
-    """The profile of `split`'s songs in the shards `files` (reads the ids column only)."""
+def corpus_profile(files: list[Path], vocab: Vocab, bins: ControlBins | None = None,
+                   split: str = "train") -> CorpusProfile:
+    """The profile of `split`'s songs in the shards `files`; `bins` (meta.json
+    `control_bins`) define the density levels of `track_density` (none without them)."""
     openings, tempos, sets = Counter(), [], Counter()
     meters, programs = set(), set()
+    levels: dict[tuple[int, ...], list[list[np.ndarray]]] = {}  # set -> per song, per track
     ts_base, tempo_base = vocab.base(Family.TIME_SIG), vocab.base(Family.TEMPO)
     family = np.asarray(vocab.family_of)
-    for path in files:
-        pf = pq.ParquetFile(path)
-        for g in range(pf.num_row_groups):
-            t = pf.read_row_group(g, columns=["split", "ids"])
-            t = t.filter(pc.equal(t.column("split"), split))
-            for ids in t.column("ids").to_pylist():
-                ids = np.asarray(ids)
-                fam = family[ids]
-                ts = ids[fam == Family.TIME_SIG] - ts_base
-                if len(ts):
-                    openings[int(ts[0])] += 1
-                    meters.update(int(k) for k in np.unique(ts))
-                tempo = ids[fam == Family.TEMPO] - tempo_base
-                if len(tempo):
-                    tempos.append(int(tempo[0]))
-                song = tuple(opener_program(vocab, int(i)) for i in ids[fam == Family.TRACK])
-                sets[song] += 1
-                programs.update(song)
+    for enc in split_songs(files, split):
+        ids = enc.ids
+        fam = family[ids]
+        ts = ids[fam == Family.TIME_SIG] - ts_base
+        if len(ts):
+            openings[int(ts[0])] += 1
+            meters.update(int(k) for k in np.unique(ts))
+        tempo = ids[fam == Family.TEMPO] - tempo_base
+        if len(tempo):
+            tempos.append(int(tempo[0]))
+        song = tuple(opener_program(vocab, int(i)) for i in ids[fam == Family.TRACK])
+        sets[song] += 1
+        programs.update(song)
+        if bins is not None and song:
+            levels.setdefault(song, []).append(_bar_levels(enc, vocab, bins, len(song)))
     name = [f"{n}/{d}" for n, d in vocab.time_sigs]
     return CorpusProfile(
         meter=name[openings.most_common(1)[0][0]] if openings else "4/4",
@@ -80,7 +105,37 @@ def corpus_profile(files: list[Path], vocab: Vocab, split: str = "train") -> Cor
         instruments=sets.most_common(1)[0][0] if sets else (0,),
         meters=tuple(name[k] for k in sorted(meters)),
         programs=tuple(sorted(programs)),
+        track_density=_track_density(sets, levels),
     )
+
+
+def _bar_levels(enc: Encoding, vocab: Vocab, bins: ControlBins, tracks: int
+                ) -> list[np.ndarray]:
+    """Per track (canonical order) the density level of each of its bars, EMPTY (-1) for a
+    bar without notes."""
+    st = cell_stats(enc, vocab)
+    level = bins.bin("density", st.density, st.empty)
+    return [level[st.track == t] for t in range(1, tracks + 1)]
+
+
+def _track_density(sets: Counter, levels: dict[tuple[int, ...], list[list[np.ndarray]]]
+                   ) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
+    """((instruments, each track's median bar level), ...) for the TRACK_DENSITY_SETS most
+    common instrumentations of LEVEL_SONGS songs or more.
+
+    The median runs over all the track's bars, an empty one counting below the lowest level
+    (and a median empty bar asking for the lowest): asked of every bar, a level makes the bar
+    sound, so a part that rests half the time (a pop song's bridge line: 53 % of its bars
+    empty) must be asked sparse, or the song comes out twice as dense as the real ones."""
+    out = []
+    for song, n in sets.most_common(TRACK_DENSITY_SETS):
+        if n < LEVEL_SONGS or song not in levels:
+            break
+        per_track = zip(*levels[song], strict=True)  # each: the songs' bar levels
+        pooled = [np.concatenate(bars) for bars in per_track]
+        out.append((song, tuple(max(int(np.quantile(b, 0.5, method="lower")), 0) if len(b)
+                                else MIDDLE_LEVEL for b in pooled)))
+    return tuple(out)
 
 
 def opener_program(vocab: Vocab, token: int) -> int:

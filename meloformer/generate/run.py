@@ -32,7 +32,16 @@ from meloformer.generate.script import (
     infill,
     token_budget,
 )
-from meloformer.hid import HIDConfig, Span, Vocab, encode_file, level, restore
+from meloformer.hid import (
+    LEVELS,
+    HIDConfig,
+    Span,
+    Vocab,
+    encode_file,
+    level,
+    restore,
+    track_sort_key,
+)
 from meloformer.io import json_ready
 from meloformer.progress import Progress
 from meloformer.train import SKILLS, load_learned, load_profile, load_trained
@@ -40,6 +49,7 @@ from meloformer.train import SKILLS, load_learned, load_profile, load_trained
 MAX_BARS = HIDConfig.max_bars  # the codec's bound on bars per song (conditions.resolve
 # checks the checkpoint's own bound again)
 FREE = "free"  # scratch_density: no level asked, the model chooses
+AUTO = "auto"  # scratch_density: each track at the training data's level for it
 
 
 @dataclass(frozen=True)
@@ -95,12 +105,14 @@ class GenerateConfig:
     """Continuing a prompt, the instrument tracks (0-based, canonical order) that may come in
     although silent in the prompt's last 4 bars, e.g. 0,2; None: such tracks stay silent
     (the prompt's instrumentation is kept)."""
-    scratch_density: str = "mid"
-    """From scratch with two or more tracks and no --density: the note-density LEVEL asked of
-    every bar of every track (lowest low mid high highest, or 0..4); "free": the model
-    chooses. A track is written before the model sees the tracks after it, so unasked the
-    first track of a piano duo plays as a solo piano would (docs/generation.md "Density from
-    scratch"). Skipped for a model never trained for controls."""
+    scratch_density: str = AUTO
+    """From scratch with two or more tracks and no --density: the note density asked of
+    every bar of each track. "auto": each track's median level in the training songs with
+    these instruments (the checkpoint's corpus profile), "mid" for an instrumentation the
+    profile lacks; a LEVEL (lowest low mid high highest, or 0..4): every track at it; "free":
+    the model chooses. A track is written before the model sees the tracks after it, so
+    unasked the first track of a piano duo plays as a solo piano would (docs/generation.md
+    "Density from scratch"). Skipped for a model never trained for controls."""
     audio: bool = True
     """Also render each sample to <stem>.ogg (General MIDI, meloformer.audio)."""
 
@@ -130,11 +142,11 @@ class GenerateConfig:
             except ValueError as e:
                 raise ConfigError("infill", str(e)) from e
         object.__setattr__(self, "_spans", tuple(spans))
-        if self.scratch_density != FREE:
+        if self.scratch_density not in (FREE, AUTO):
             try:
                 level(self.scratch_density)
             except ValueError as e:
-                raise ConfigError("scratch_density", f"{e}, or {FREE!r}") from e
+                raise ConfigError("scratch_density", f"{e}, or {AUTO!r} or {FREE!r}") from e
         for kind in ("density", "polyphony"):
             for text in getattr(self, kind) or ():
                 try:
@@ -238,11 +250,13 @@ def scratch_defaults(cfg: GenerateConfig, profile: CorpusProfile
                                     "(most common meter and instruments, median tempo)")
 
 
-def density_defaults(cfg: GenerateConfig, learned: dict[str, bool] | None
+def density_defaults(cfg: GenerateConfig, learned: dict[str, bool] | None,
+                     profile: CorpusProfile | None = None
                      ) -> tuple[GenerateConfig, str | None]:
-    """From scratch, `cfg` with every bar of every track asked for the cfg.scratch_density
-    level, and the line that says so; `cfg` unchanged (and None) when the level is "free",
-    the user asked for densities, fewer than two tracks are fixed, or the model never
+    """From scratch, `cfg` with every bar of each track asked for a note-density level
+    (cfg.scratch_density; "auto": the profile's level for each track of these instruments,
+    else "mid"), and the line that says so; `cfg` unchanged (and None) when the level is
+    "free", the user asked for densities, fewer than two tracks are fixed, or the model never
     learned controls (`learned` None: a checkpoint that does not say, lets them through, as
     check_learned does)."""
     tracks = len(cfg.instruments or ())
@@ -250,11 +264,19 @@ def density_defaults(cfg: GenerateConfig, learned: dict[str, bool] | None
             or (learned is not None and not learned.get("controls")))
     if skip:
         return cfg, None
+    levels, source = [cfg.scratch_density] * tracks, ""
+    if cfg.scratch_density == AUTO:
+        canonical = tuple(sorted(cfg.instruments, key=track_sort_key))
+        found = profile.density_levels(canonical) if profile else None
+        levels = [LEVELS[v] for v in found] if found else ["mid"] * tracks
+        source = (" (the training songs with these instruments)" if found else
+                  " (too few training songs with these instruments to say more)")
     last = cfg.n_bars - 1
-    asked = tuple(f"{t}:0-{last}={cfg.scratch_density}" for t in range(tracks))
+    asked = tuple(f"{t}:0-{last}={lv}" for t, lv in enumerate(levels))
+    said = ", ".join(levels) if len(set(levels)) > 1 else repr(levels[0])
     return replace(cfg, density=asked), (
-        f"from scratch with {tracks} tracks: every bar at note density "
-        f"{cfg.scratch_density!r} (--scratch-density; 'free' lets the model choose)")
+        f"from scratch with {tracks} tracks: every bar at note density {said}{source} "
+        "(--scratch-density; 'free' lets the model choose)")
 
 
 def _text(value) -> str:
@@ -288,7 +310,7 @@ def run_generate(checkpoint: Path, out_dir: Path, cfg: GenerateConfig,
         said = None
         if profile is not None:
             cfg, said = scratch_defaults(cfg, profile)
-        cfg, asked = density_defaults(cfg, learned)
+        cfg, asked = density_defaults(cfg, learned, profile)
         for line in filter(None, (said, asked)) if report else ():
             report(line)
     script, n_bars = build_script(vocab, cfg, **mode)

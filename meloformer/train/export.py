@@ -26,9 +26,10 @@ def export_model(checkpoint: Path, out: Path, dtype: torch.dtype = torch.bfloat1
                  meta: Path | None = None) -> int:
     """Write the shipped form of `checkpoint` to `out`; returns its size in bytes.
 
-    Tied tensors (the LM head is the embedding) are written once. `meta`: a meta.json whose
-    corpus profile the file gets when the checkpoint has none (trained on data preprocessed
-    before profiles).
+    Tied tensors (the LM head is the embedding) are written once. `meta`: the training data's
+    meta.json, whose corpus profile the file gets in place of the checkpoint's own (the data
+    as preprocessed now: a profile field added since the run reaches the shipped model
+    without retraining); None keeps the checkpoint's.
 
     Raises:
         CheckpointError: the checkpoint is unreadable.
@@ -43,9 +44,9 @@ def export_model(checkpoint: Path, out: Path, dtype: torch.dtype = torch.bfloat1
     kept = {k: ckpt[k] for k in KEEP if ckpt.get(k) is not None}
     if learned(ckpt) is not None:  # said outright, not left to the rates of train_config
         kept["learned"] = learned(ckpt)
-    if "profile" not in kept and meta is not None:
+    if meta is not None:
         profile = read_profile(Path(meta))
-        kept["profile"] = profile.to_dict() if profile else None
+        kept["profile"] = profile.to_dict() if profile else kept.get("profile")
     save_checkpoint(Path(out), {"model": weights, **kept, "complete": True})
     return Path(out).stat().st_size
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--meta", type=Path, help="meta.json of the training data: its corpus "
-                    "profile, for a checkpoint that has none")
+                    "profile replaces the checkpoint's")
     args = ap.parse_args(argv)
     size = run_cli(lambda: export_model(args.checkpoint, args.out, meta=args.meta))
     print(f"{args.out}: {size / 2**20:.1f} MB")
