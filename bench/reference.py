@@ -12,7 +12,7 @@ then the evaluate stage's metrics on each set (val bits/note, music metrics agai
 songs, memorisation: a continuation's spans in the bars the model wrote), and a table of the
 targets, met or not. More references, since a figure against the whole val set mixes drum
 grooves, folk tunes and piano scores:
-- the val songs with the scratch samples' instrumentation (first 16 bars), beside scratch;
+- the val songs with the scratch samples' instrumentation (whole), beside scratch;
 - the real test songs' bars 4-15, beside the continuations' memorised share (real music
   shares grooves and riffs with other songs too);
 - the continuations again with every track free to come in (`bring_in` all: the model alone,
@@ -94,13 +94,12 @@ def programs_of(song, vocab: Vocab) -> tuple[int, ...]:
 
 
 def same_instruments(data: Path, programs: tuple[int, ...], vocab: Vocab) -> dict:
-    """Every song metric's mean over the val songs with exactly `programs` (first SONG_BARS
-    bars), and how many there are."""
+    """Every song metric's mean over the val songs with exactly `programs` (whole, as the
+    evaluate stage reads its real songs), and how many there are."""
     index = build_index(data, split="val")
     reader = ShardReader(index)
     songs = [reader.song(i) for i in range(len(index))]
-    kept = [first_bars(s, min(SONG_BARS, s.n_bars)) for s in songs
-            if programs_of(s, vocab) == tuple(sorted(programs))]
+    kept = [s for s in songs if programs_of(s, vocab) == tuple(sorted(programs))]
     pieces = [Piece.from_score(parse_tokens(s.ids, vocab), vocab) for s in kept]
     means = {name: float(np.nanmean([fn(p) for p in pieces])) if pieces else float("nan")
              for name, fn in SONG_METRICS.items()}
