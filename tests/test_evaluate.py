@@ -127,3 +127,40 @@ def test_the_summary_line_rounds_every_figure_and_names_what_was_not_measured():
         "val loss 3.9050, perplexity 49.65, 18.25 bits/note, similarity error 0.043")
     for missing in (None, float("nan")):
         assert summary_line(3.9, 49.0, 18.0, missing).endswith("similarity error not measured")
+
+
+def test_same_instruments_scores_against_the_songs_with_the_samples_instruments():
+    """The oracle: music_metrics on the real songs filtered by hand."""
+    from conftest import FIXTURES
+
+    from meloformer.evaluate.evaluate import music_metrics, same_instruments
+
+    files = ["groove_rock_6-8.mid", "pop909_004.mid", "freedoom_E1M8_3-4.mid"]
+    real = [parse_tokens(encode_file(FIXTURES / f).ids, VOCAB) for f in files]
+    pop = real[1]
+    got = same_instruments(real, [pop, pop], VOCAB, 4)
+    want, _ = music_metrics([pop], [pop, pop], VOCAB, 4)
+    assert got == {"programs": sorted(pop.programs), "n_real": 1, **want}
+    assert got["note_density"]["gap"] == 0  # the same song on both sides
+    assert same_instruments(real, [pop, real[0]], VOCAB, 4) is None  # two instrumentations
+    assert same_instruments([real[0], real[2]], [pop], VOCAB, 4) is None  # no real song has it
+
+
+def test_evaluate_adds_the_same_instruments_reference(setup, tmp_path):
+    """Samples that are a val song itself: against the val songs of their instruments (that
+    song alone) every gap is 0; against all val songs (a drum groove too) not."""
+    from conftest import FIXTURES
+
+    from meloformer.generate import write_sample
+
+    ckpt, processed, _ = setup
+    song = encode_file(FIXTURES / "pop909_004.mid")
+    for i in range(2):
+        write_sample(song, VOCAB, tmp_path / "samples", f"sample-{i:03d}")
+    cfg = EvaluateConfig(max_songs=8, max_tokens=512, batch_size=2, max_distance=4,
+                         device="cpu")
+    metrics = evaluate(ckpt, processed, tmp_path / "samples", tmp_path / "out", cfg)
+    same = json.loads((tmp_path / "out" / "eval.json").read_text())["music_same_instruments"]
+    assert same["n_real"] == 1 and same == metrics["music_same_instruments"]
+    assert same["note_density"]["gap"] == 0 and same["pitch_class_entropy"]["gap"] == 0
+    assert metrics["music"]["note_density"]["gap"] > 0

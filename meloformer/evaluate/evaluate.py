@@ -83,6 +83,25 @@ def music_metrics(real: Sequence[Score], generated: Sequence[Score], vocab: Voca
     return out, {k: v.tolist() for k, v in curves.items()}
 
 
+def same_instruments(real: Sequence[Score], generated: Sequence[Score], vocab: Vocab,
+                     max_distance: int, ranges: PitchRanges | None = None) -> dict | None:
+    """music_metrics against only the real songs whose instruments (sorted programs) are the
+    generated songs' own, when the generated songs share one instrumentation and some real
+    song has it: {"programs", "n_real", **metrics}; None otherwise.
+
+    Samples of one instrumentation set against every val song measure the val set's mix, not
+    the samples (three-piano samples against a band song and a drum fill)."""
+    sets = {tuple(sorted(s.programs)) for s in generated}
+    if len(sets) != 1:
+        return None
+    (programs,) = sets
+    same = [s for s in real if tuple(sorted(s.programs)) == programs]
+    if not same:
+        return None
+    music, _ = music_metrics(same, generated, vocab, max_distance, ranges)
+    return {"programs": list(programs), "n_real": len(same), **music}
+
+
 def song_metrics(ranges: PitchRanges | None) -> dict:
     """SONG_METRICS, plus out_of_range_share when the training pitch ranges are known."""
     if not ranges:
@@ -142,7 +161,9 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
 
     Returns:
         The metrics written to eval.json (per-sample end and range metrics go to
-        <out>/samples.json).
+        <out>/samples.json); `music` against every val song read, and, when the samples
+        share one instrumentation that some of those songs have, `music_same_instruments`
+        against those alone (`same_instruments`).
     """
     device = resolve_device(cfg.device)
     if device.type == "cpu":
@@ -165,6 +186,9 @@ def evaluate(checkpoint: Path, processed: Path, samples: Path, out: Path,
     metrics = {"loss": loss, "music": music, "n_real": len(real), "n_generated": len(generated),
                "memorised": memorised_share(generated, train_keys, prompts),
                "continuation": continuation_metrics(generated, prompts)}
+    alike = same_instruments(real, generated, vocab, cfg.max_distance, ranges)
+    if alike is not None:
+        metrics["music_same_instruments"] = alike
     if steering:
         metrics["steering"] = _steering(model, vocab, processed, songs, steering, cfg.seed)
     write_json(Path(out) / "eval.json", _finite(metrics))
