@@ -29,12 +29,11 @@ import numpy as np
 
 from meloformer.data import ShardReader, build_index, opener_program
 from meloformer.evaluate import (
-    SONG_METRICS,
     EvaluateConfig,
-    Piece,
     continuation_metrics,
     evaluate,
     memorised_share,
+    same_instruments,
     spread_subset,
     train_span_keys,
 )
@@ -46,6 +45,7 @@ from meloformer.generate import (
     continuation,
     first_bars,
     generate,
+    read_sample_ids,
     run_generate,
     write_sample,
 )
@@ -93,17 +93,15 @@ def programs_of(song, vocab: Vocab) -> tuple[int, ...]:
     return tuple(sorted(opener_program(vocab, int(t)) for t in openers))
 
 
-def same_instruments(data: Path, programs: tuple[int, ...], vocab: Vocab) -> dict:
-    """Every song metric's mean over the val songs with exactly `programs` (whole, as the
-    evaluate stage reads its real songs), and how many there are."""
+def same_as_scratch(data: Path, written: list[dict[str, Path]], vocab: Vocab) -> dict | None:
+    """The scratch samples' music metrics against the val songs with their instruments, whole
+    (the evaluate stage's same_instruments, over the whole val split where the stage reads a
+    64-song subset); None when no val song has them."""
     index = build_index(data, split="val")
     reader = ShardReader(index)
-    songs = [reader.song(i) for i in range(len(index))]
-    kept = [s for s in songs if programs_of(s, vocab) == tuple(sorted(programs))]
-    pieces = [Piece.from_score(parse_tokens(s.ids, vocab), vocab) for s in kept]
-    means = {name: float(np.nanmean([fn(p) for p in pieces])) if pieces else float("nan")
-             for name, fn in SONG_METRICS.items()}
-    return {"songs": len(kept), "programs": list(programs), **means}
+    real = [parse_tokens(reader.song(i).ids, vocab) for i in range(len(index))]
+    made = [parse_tokens(read_sample_ids(p["json"]), vocab) for p in written]
+    return same_instruments(real, made, vocab, max_distance=SONG_BARS)
 
 
 def main() -> None:
@@ -116,7 +114,7 @@ def main() -> None:
     args = ap.parse_args()
     scratch, cont = args.out / "scratch", args.out / "continuation"
     cfg = GenerateConfig(n_samples=args.samples, n_bars=SONG_BARS, max_tokens=4096, threads=0)
-    run_generate(args.checkpoint, scratch, cfg, report=print)
+    written = run_generate(args.checkpoint, scratch, cfg, report=print)
     model, record = load_trained(args.checkpoint)
     vocab, profile = record.vocab(), load_profile(args.checkpoint)
     songs = prompt_songs(args.data, args.prompts)
@@ -132,8 +130,9 @@ def main() -> None:
     results["free_continuation"] = continuation_metrics(free, [PROMPT_BARS] * len(free))
     results["real_memorised"] = memorised_share(  # real music's own share: the bar to read by
         real, keys, [PROMPT_BARS] * len(real))
-    if profile is not None:
-        results["same_instruments"] = same_instruments(args.data, profile.instruments, vocab)
+    same = same_as_scratch(args.data, written, vocab)
+    if same is not None:
+        results["same_instruments"] = same
     (args.out / "reference.json").write_text(json.dumps(results, indent=1, default=float))
     print_table(results)
 
@@ -150,14 +149,14 @@ def print_table(results: dict) -> None:
     bits = results["scratch"]["loss"]["bits_per_note"]
     print(f"\nval bits/note {bits:.2f} (goal <= 11.0: {'met' if bits <= 11.0 else 'NOT met'})")
     same = results.get("same_instruments", {})
-    print(f"same instruments as scratch: {same.get('songs', 0)} val songs of programs "
+    print(f"same instruments as scratch: {same.get('n_real', 0)} val songs of programs "
           f"{same.get('programs')}")
     print(f"{'metric':<22}{'real':>9}{'scratch':>10}{'contin.':>10}{'real-same':>10}  goal")
     for name, rule, goal in GOALS:
         real = results["scratch"]["music"].get(name, {}).get("real", float("nan"))
         row = [results[k]["music"].get(name, {}).get("generated", float("nan"))
                for k in ("scratch", "continuation")]
-        alike = same.get(name, float("nan"))
+        alike = same.get(name, {}).get("real", float("nan"))
         ok = [_met(rule, goal, real, g) for g in row] + [_met(rule, goal, alike, row[0])]
         print(f"{name:<22}{real:>9.3f}{row[0]:>10.3f}{row[1]:>10.3f}{alike:>10.3f}  {rule} "
               f"{goal}: {'/'.join('met' if o else 'NOT met' for o in ok)} "
